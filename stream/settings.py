@@ -1,0 +1,55 @@
+"""Configuration, from environment variables prefixed ``SOIREE_`` (defaults suit a local run)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "LEVELS"]
+
+#: The aggregation levels, from the smallest area to the largest.
+LEVELS: tuple[str, ...] = ("bureau", "commune", "department", "nation")
+
+
+class Settings(BaseSettings):
+    """Every knob of Soirée. Read once per process; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="SOIREE_", extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    app_id: str = Field("soiree", description="Faust app id: consumer group and table namespace")
+    partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
+    turnout_step: float = Field(0.1, gt=0, description="turnout move, in percentage points, that makes an event")
+    event_levels: list[str] = Field(default_factory=lambda: list(LEVELS))
+    batch_size: int = Field(2000, ge=1, description="max messages an agent handles in one batch")
+    batch_window: float = Field(0.02, gt=0, description="seconds an agent waits to fill a batch")
+    max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
+    home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
+    kafka_version: str = "4.1.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    web_port: int = Field(6066, description="Faust worker's web port (several workers: different ports)")
+
+    def redis_dsn(self) -> str:
+        """The Redis URL, secret included; never log it (use ``redis_display``)."""
+        return self.redis_url.get_secret_value()
+
+    def redis_display(self) -> str:
+        """The Redis URL with any password masked, safe to print."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.redis_dsn())
+        if parts.password:
+            host = parts.hostname or ""
+            netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+            parts = parts._replace(netloc=netloc)
+        return urlunsplit(parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
