@@ -45,7 +45,7 @@ NATION = "FR"
 
 Level = Literal["bureau", "commune", "department", "nation"]
 Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
-Identifier = Annotated[str, Field(min_length=1, max_length=64)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^|]+$")]
 
 
 class Candidate(BaseModel):

@@ -1,0 +1,128 @@
+"""What is worth announcing: leader and turnout change detection (pure, no I/O).
+
+Each area remembers what was last *announced* about it (``AreaState.announced``), and new
+standings are compared with that, not with the previous total: a turnout creeping up by
+0.01 point a hundred times still makes an event once it has moved a full step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from .aggregation import Tally
+from .models import Cause, Standings, UpdateEvent
+
+__all__ = ["leader_of", "make_standings", "detect_changes", "EPSILON"]
+
+#: Floating-point slack when comparing a turnout move with the step.
+EPSILON = 1e-9
+
+
+def leader_of(votes: dict[str, int]) -> tuple[str | None, list[str] | None, int]:
+    """(leader, tied, margin): nobody leads without votes; a shared lead is a tie with margin 0."""
+    ranked = sorted(votes.items(), key=lambda item: (-item[1], item[0]))
+    if not ranked or ranked[0][1] == 0:
+        return None, None, 0
+    top = ranked[0][1]
+    tied = [candidate for candidate, count in ranked if count == top]
+    if len(tied) > 1:
+        return None, tied, 0
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0
+    return ranked[0][0], None, top - runner_up
+
+
+def turnout_of(total: Tally) -> float | None:
+    """Percentage of the registered voters of the reported bureaux who voted."""
+    return 100.0 * total.voters / total.registered if total.registered else None
+
+
+def make_standings(
+    election: str,
+    level: str,
+    area: str,
+    name: str,
+    bureaux_total: int,
+    total: Tally,
+    candidates: list[str],
+) -> Standings:
+    """The results view of one area, every candidate of the election listed."""
+    votes = {candidate: total.votes.get(candidate, 0) for candidate in candidates}
+    expressed = sum(votes.values())
+    shares = {c: round(100.0 * v / expressed, 2) if expressed else 0.0 for c, v in votes.items()}
+    leader, tied, margin = leader_of(votes)
+    turnout = turnout_of(total)
+    return Standings(
+        election=election,
+        level=level,  # type: ignore[arg-type]
+        area=area,
+        name=name,
+        registered=total.registered,
+        voters=total.voters,
+        blank=total.blank,
+        invalid=total.invalid,
+        expressed=expressed,
+        votes=votes,
+        shares=shares,
+        turnout=None if turnout is None else round(turnout, 2),
+        leader=leader,
+        tied=tied,
+        margin=margin,
+        bureaux_reported=total.bureaux,
+        bureaux_total=bureaux_total,
+    )
+
+
+def detect_changes(
+    announced: dict[str, Any],
+    standings: Standings,
+    total: Tally,
+    step: float,
+    cause: Cause | None,
+    at: datetime | None = None,
+) -> tuple[list[UpdateEvent], dict[str, Any]]:
+    """Events for the change from ``announced`` to ``standings``, and the new ``announced``.
+
+    ``announced`` holds ``leader``, ``tied``, ``turnout`` (unrounded) and ``complete``; an empty
+    dict means nothing was said yet, so the first leader and first turnout are events too.
+    """
+    at = at or datetime.now(timezone.utc)
+    events: list[UpdateEvent] = []
+    now = dict(announced)
+    common = dict(
+        election=standings.election,
+        level=standings.level,
+        area=standings.area,
+        name=standings.name,
+        leader=standings.leader,
+        tied=standings.tied,
+        margin=standings.margin,
+        turnout=standings.turnout,
+        bureaux_reported=standings.bureaux_reported,
+        bureaux_total=standings.bureaux_total,
+        at=at,
+        cause=cause,
+    )
+
+    lead = (standings.leader, standings.tied)
+    was = (announced.get("leader"), announced.get("tied"))
+    if lead != was:
+        events.append(UpdateEvent(kind="leader_changed", previous_leader=was[0], **common))
+        now["leader"], now["tied"] = lead
+
+    turnout = turnout_of(total)
+    previous = announced.get("turnout")
+    if turnout is not None and (previous is None or abs(turnout - previous) >= step - EPSILON):
+        events.append(
+            UpdateEvent(
+                kind="turnout_changed",
+                previous_turnout=None if previous is None else round(previous, 2),
+                **common,
+            )
+        )
+        now["turnout"] = turnout
+
+    if not announced.get("complete") and 0 < standings.bureaux_total <= standings.bureaux_reported:
+        events.append(UpdateEvent(kind="complete", **common))
+        now["complete"] = True
+    return events, now
