@@ -1,0 +1,72 @@
+"""The Faust app: topics, tables and the two agents, wired to ``Pipeline``.
+
+::
+
+    bureau-results ──► tally_bureaux ──► table bureaux ─┐
+         │ (invalid)                                    ├─► election-updates (events, keyed by area)
+         ▼                                              │
+    bureau-results-rejected     <app>-contributions ◄───┘ (each area's total, to its parent)
+                                      │    ▲
+                                      ▼    │ (commune → department → nation)
+                                 tally_areas ──► table areas
+"""
+
+from __future__ import annotations
+
+import faust
+import redis
+import redis.asyncio as aioredis
+
+from .elections import ElectionCache
+from .pipeline import Pipeline
+from .settings import Settings, get_settings
+from .topics import REJECTED, RESULTS, UPDATES, contributions_topic
+
+__all__ = ["create_app"]
+
+
+def _broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(","))
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """A ready-to-run app for these settings (tests build several with different ids)."""
+    settings = settings or get_settings()
+    app = faust.App(
+        settings.app_id,
+        broker=_broker_url(settings),
+        store=settings.redis_dsn(),
+        topic_partitions=settings.partitions,
+        table_standby_replicas=0,  # Redis is shared: a new owner reads it, no standby needed
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+    )
+    raw = dict(key_serializer="raw", value_serializer="raw")
+    partitions = settings.partitions
+    pipeline = Pipeline(
+        settings=settings,
+        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn())),
+        bureaux=app.Table("bureaux", partitions=partitions, key_type=bytes, value_type=bytes),
+        areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
+        rejected=app.topic(REJECTED, **raw),
+        updates=app.topic(UPDATES, **raw),
+        contributions=app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw),
+        redis=aioredis.Redis.from_url(settings.redis_dsn()),
+    )
+    results = app.topic(RESULTS, partitions=partitions, **raw)
+
+    @app.agent(results, name="tally_bureaux")
+    async def tally_bureaux(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await pipeline.on_results(list(events))
+
+    @app.agent(pipeline.contributions, name="tally_areas")
+    async def tally_areas(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await pipeline.on_contributions(list(events))
+
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+    return app

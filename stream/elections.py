@@ -1,0 +1,63 @@
+"""Election definitions, kept in Redis so that workers, ``ingest`` and ``results`` share one roll.
+
+Layout: ``soiree:election:<id>`` holds the definition's JSON (the PRODUCT.md shape);
+the set ``soiree:elections`` lists the ids.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from .models import Election
+
+__all__ = ["save_election", "load_election", "list_elections", "ElectionCache"]
+
+
+def _key(election_id: str) -> str:
+    return f"soiree:election:{election_id}"
+
+
+def save_election(client: redis.Redis, election: Election) -> None:
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(_key(election.election), election.model_dump_json())
+        pipe.sadd("soiree:elections", election.election)
+        pipe.execute()
+
+
+def load_election(client: redis.Redis, election_id: str) -> Election | None:
+    raw = client.get(_key(election_id))
+    return None if raw is None else Election.model_validate_json(raw)
+
+
+def list_elections(client: redis.Redis) -> list[str]:
+    return sorted(member.decode() for member in client.smembers("soiree:elections"))
+
+
+class ElectionCache:
+    """Definitions by id, fetched once; an unknown id is asked again at most once a second,
+    so an election registered after the worker started is picked up."""
+
+    def __init__(self, client: redis.Redis, retry_after: float = 1.0) -> None:
+        self._client = client
+        self._known: dict[str, Election] = {}
+        self._missing_since: dict[str, float] = {}
+        self._retry_after = retry_after
+
+    def get(self, election_id: str) -> Election | None:
+        election = self._known.get(election_id)
+        if election is not None:
+            return election
+        asked = self._missing_since.get(election_id)
+        if asked is not None and time.monotonic() - asked < self._retry_after:
+            return None
+        election = load_election(self._client, election_id)
+        if election is None:
+            self._missing_since[election_id] = time.monotonic()
+            return None
+        self._known[election_id] = election
+        return election
+
+    def forget(self, election_id: str) -> None:
+        self._known.pop(election_id, None)

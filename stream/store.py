@@ -1,0 +1,223 @@
+"""A Faust table store in Redis (``store="redis://host:port/db"``), registered as ``faust.stores``.
+
+Faust's store API is synchronous and called on every table access, so a Redis round trip per
+access would stall the event loop. Instead:
+
+* each assigned partition is loaded from Redis into a local dict when the partition arrives
+  (rebalance), so reads never leave the process;
+* writes go to the dict and are marked dirty; a timer flushes them asynchronously, per
+  partition, in one MULTI/EXEC that also stores the partition's changelog offset, so Redis
+  never claims an offset its data does not include;
+* on restart Faust asks ``persisted_offset`` and replays only the changelog after it.
+
+Redis layout (readable by other programs, documented in the README)::
+
+    soiree:{<app>:<table>:<partition>}:data    hash  key -> value (the table's serialized bytes)
+    soiree:{<app>:<table>:<partition>}:offset  string, last changelog offset included in :data
+
+The braces are Redis Cluster hash tags: one partition's data and offset share a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterator, Optional, Set
+
+import redis
+import redis.asyncio as aioredis
+from faust.stores.base import SerializedStore
+from faust.streams import current_event
+from faust.types import TP
+from mode import Service
+from yarl import URL
+
+__all__ = ["RedisStore", "partition_prefix"]
+
+#: Seconds between two flushes of dirty keys to Redis.
+FLUSH_INTERVAL = 0.2
+_ABSENT = object()
+
+
+def partition_prefix(app_id: str, table: str, partition: int) -> str:
+    """The Redis key prefix of one table partition (with its Cluster hash tag)."""
+    return f"soiree:{{{app_id}:{table}:{partition}}}"
+
+
+def _masked(url: URL) -> str:
+    return str(url.with_password("***")) if url.password else str(url)
+
+
+class RedisStore(SerializedStore):
+    """Table data in Redis, served from a local copy of the assigned partitions."""
+
+    def __init__(self, url: str | URL, app: Any, table: Any, **kwargs: Any) -> None:
+        super().__init__(url, app, table, **kwargs)
+        dsn = str(self.url)
+        self._sync = redis.Redis.from_url(dsn)
+        self._async = aioredis.Redis.from_url(dsn)
+        self._values: dict[bytes, bytes] = {}
+        self._partition_of: dict[bytes, int] = {}
+        self._dirty: dict[int, dict[bytes, Optional[bytes]]] = {}
+        self._pending_offsets: dict[int, int] = {}
+        self._loaded: set[int] = set()
+        self._flush_lock = asyncio.Lock()
+
+    # -- identity (never show a password in logs) -------------------------------------
+    def _repr_info(self) -> str:
+        return f"table_name={self.table_name} url={_masked(self.url)}"
+
+    @property
+    def label(self) -> str:
+        return f"{type(self).__name__}: {_masked(self.url)}"
+
+    def _prefix(self, partition: int) -> str:
+        return partition_prefix(self.app.conf.id, self.table_name, partition)
+
+    # -- the SerializedStore contract --------------------------------------------------
+    def _current_partition(self) -> int:
+        event = current_event()
+        if event is None:
+            raise RuntimeError(f"table {self.table_name}: write outside of an event")
+        return event.message.partition
+
+    def _get(self, key: bytes) -> Optional[bytes]:
+        return self._values.get(key)
+
+    def _set(self, key: bytes, value: Optional[bytes], partition: int | None = None) -> None:
+        if partition is None:
+            partition = self._current_partition()
+        if value is None:
+            self._values.pop(key, None)
+            self._partition_of.pop(key, None)
+        else:
+            self._values[key] = value
+            self._partition_of[key] = partition
+        self._dirty.setdefault(partition, {})[key] = value
+
+    def _del(self, key: bytes) -> None:
+        partition = self._partition_of.get(key)
+        self._set(key, None, partition if partition is not None else self._current_partition())
+
+    def _iterkeys(self) -> Iterator[bytes]:
+        yield from list(self._values)
+
+    def _itervalues(self) -> Iterator[Optional[bytes]]:
+        yield from list(self._values.values())
+
+    def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
+        yield from list(self._values.items())
+
+    def _size(self) -> int:
+        return len(self._values)
+
+    def _contains(self, key: bytes) -> bool:
+        return key in self._values
+
+    def _clear(self) -> None:
+        self._values.clear()
+        self._partition_of.clear()
+
+    def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
+        """Recovery: the changelog's raw bytes go straight into the local copy (and to Redis)."""
+        for event in batch:
+            key = event.message.key
+            if key is None:
+                raise TypeError(f"Changelog entry is missing key: {event.message}")
+            self._set(key, event.message.value, event.message.partition)
+            self._pending_offsets[event.message.partition] = event.message.offset
+
+    def reset_state(self) -> None:
+        """Nothing local to remove: Redis is the state."""
+
+    async def backup_partition(self, tp: Any, flush: bool = True, purge: bool = False, keep: int = 1) -> None:
+        """Redis is already the durable copy; nothing to back up."""
+
+    def restore_backup(self, tp: Any, latest: bool = True, backup_id: int = 0) -> None:
+        """See ``backup_partition``."""
+
+    # -- offsets ----------------------------------------------------------------------
+    def persisted_offset(self, tp: TP) -> Optional[int]:
+        raw = self._sync.get(self._prefix(tp.partition) + ":offset")
+        return int(raw) if raw is not None else None
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        # Called when a changelog write is acknowledged; stored at the next flush.
+        self._pending_offsets[tp.partition] = offset
+
+    # -- partitions come and go ---------------------------------------------------------
+    def _my_partitions(self, tps: Set[TP]) -> set[int]:
+        topics = self.table.changelog_topic.topics
+        return {tp.partition for tp in tps if tp.topic in topics}
+
+    async def on_rebalance(
+        self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP], generation_id: int = 0
+    ) -> None:
+        await self.flush()
+        for partition in self._my_partitions(revoked):
+            self._forget(partition)
+        for partition in self._my_partitions(newly_assigned):
+            await self._load(partition)
+
+    def _forget(self, partition: int) -> None:
+        for key in [k for k, p in self._partition_of.items() if p == partition]:
+            self._values.pop(key, None)
+            self._partition_of.pop(key, None)
+        self._loaded.discard(partition)
+
+    async def _load(self, partition: int) -> None:
+        self._forget(partition)
+        data = await self._async.hgetall(self._prefix(partition) + ":data")
+        self._values.update(data)
+        self._partition_of.update(dict.fromkeys(data, partition))
+        self._loaded.add(partition)
+        self.log.info("Loaded %d keys of %s partition %d from Redis", len(data), self.table_name, partition)
+
+    # -- flushing ----------------------------------------------------------------------
+    @Service.timer(FLUSH_INTERVAL)
+    async def _periodic_flush(self) -> None:
+        try:
+            await self.flush()
+        except (redis.RedisError, OSError) as exc:
+            self.log.warning("Redis flush of %s failed (%s); will retry", self.table_name, exc)
+
+    async def flush(self) -> None:
+        """Write dirty keys and acknowledged changelog offsets, one transaction per partition."""
+        async with self._flush_lock:
+            if not self._dirty and not self._pending_offsets:
+                return
+            dirty, self._dirty = self._dirty, {}
+            offsets, self._pending_offsets = self._pending_offsets, {}
+            try:
+                for partition in sorted(set(dirty) | set(offsets)):
+                    await self._write_partition(partition, dirty.get(partition, {}), offsets.get(partition))
+            except BaseException:
+                # Put back what was not written; newer writes made meanwhile win.
+                for partition, changes in dirty.items():
+                    merged = dict(changes)
+                    merged.update(self._dirty.get(partition, {}))
+                    self._dirty[partition] = merged
+                for partition, offset in offsets.items():
+                    self._pending_offsets[partition] = max(offset, self._pending_offsets.get(partition, -1))
+                raise
+
+    async def _write_partition(
+        self, partition: int, changes: dict[bytes, Optional[bytes]], offset: Optional[int]
+    ) -> None:
+        prefix = self._prefix(partition)
+        sets = {k: v for k, v in changes.items() if v is not None}
+        deletes = [k for k, v in changes.items() if v is None]
+        async with self._async.pipeline(transaction=True) as pipe:
+            if sets:
+                pipe.hset(prefix + ":data", mapping=sets)
+            if deletes:
+                pipe.hdel(prefix + ":data", *deletes)
+            if offset is not None:
+                pipe.set(prefix + ":offset", offset)
+            await pipe.execute()
+
+    async def on_stop(self) -> None:
+        try:
+            await self.flush()
+        finally:
+            await self._async.aclose()
+            self._sync.close()

@@ -1,0 +1,54 @@
+"""The contract's topic names, and making sure they exist with the partitions the app expects."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from .kafka_config import client_options
+from .settings import Settings
+
+__all__ = ["RESULTS", "REJECTED", "UPDATES", "contributions_topic", "ensure_topics", "TopicsMisconfigured"]
+
+RESULTS = "bureau-results"
+REJECTED = "bureau-results-rejected"
+UPDATES = "election-updates"
+
+
+def contributions_topic(settings: Settings) -> str:
+    """Internal topic carrying each area's total up to its parent area."""
+    return f"{settings.app_id}-contributions"
+
+
+class TopicsMisconfigured(RuntimeError):
+    """A topic exists with a partition count the tables cannot be co-partitioned with."""
+
+
+async def ensure_topics(settings: Settings) -> dict[str, int]:
+    """Create the public topics if missing; refuse if ``bureau-results`` has the wrong partition count.
+
+    Faust keeps a table partition next to the source partition it comes from, so the results
+    topic must have exactly ``SOIREE_PARTITIONS`` partitions.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        wanted = {RESULTS: settings.partitions, REJECTED: settings.partitions, UPDATES: settings.partitions}
+        existing = await admin.list_topics()
+        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except KafkaError as exc:  # created meanwhile by another process
+                if "TopicAlreadyExists" not in type(exc).__name__:
+                    raise
+        described = await admin.describe_topics([RESULTS])
+        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        if partitions.get(RESULTS) != settings.partitions:
+            raise TopicsMisconfigured(
+                f"topic {RESULTS} has {partitions.get(RESULTS)} partitions but SOIREE_PARTITIONS={settings.partitions}; "
+                f"set SOIREE_PARTITIONS={partitions.get(RESULTS)} (tables must be co-partitioned with it)"
+            )
+        return partitions
+    finally:
+        await admin.close()
