@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,12 +34,12 @@ from stream.settings import Settings
 __all__ = [
     "InfraError",
     "ServiceStatus",
-    "up",
     "down",
     "ensure_kafka_jars",
-    "wait_for_kafka",
     "kafka_answers",
     "redis_answers",
+    "up",
+    "wait_for_kafka",
 ]
 
 #: KRaft needs a cluster id at format time; a fixed one keeps ``kafka-data`` reusable.
@@ -269,11 +270,15 @@ def _spawn(settings: Settings, name: str, argv: list[str], cwd: Path) -> int:
 
 
 def _tail(path: Path, lines: int = 15) -> str:
+    """The telling part of a service log since our last start: its errors, else its last lines."""
     try:
-        text = path.read_text(errors="replace").splitlines()
+        text = path.read_text(errors="replace")
     except OSError:
         return ""
-    return "\n".join("    " + line for line in text[-lines:])
+    recent = text[text.rfind("===== soiree up:") :].splitlines()[1:]
+    errors = [line for line in recent if re.search(r"\b(ERROR|FATAL)\b|^Caused by:|^Error|# ", line)]
+    chosen = list(dict.fromkeys(errors))[:lines] or recent[-lines:]
+    return "\n".join("    " + line[:300] for line in chosen)
 
 
 def _wait_started(settings: Settings, name: str, pid: int, ready: Callable[[], bool], timeout: float) -> float:
@@ -283,12 +288,12 @@ def _wait_started(settings: Settings, name: str, pid: int, ready: Callable[[], b
     while not ready():
         if not _alive(pid, name):
             _pid_file(settings, name).unlink(missing_ok=True)
-            raise InfraError(f"{name} exited while starting; see {log}. Last lines:\n{_tail(log)}")
+            raise InfraError(f"{name} exited while starting; see {log}. From the log:\n{_tail(log)}")
         if time.monotonic() - start > timeout:
             _stop(settings, name, pid)
             raise InfraError(
                 f"{name} did not become ready within {timeout:.0f}s (stopped it); see {log}. "
-                f"Last lines:\n{_tail(log)}"
+                f"From the log:\n{_tail(log)}"
             )
         time.sleep(0.2)
     return time.monotonic() - start
@@ -337,7 +342,7 @@ def _need(tool: str, install: str) -> str:
 def _check_java() -> str:
     """Kafka 4.x brokers need Java 17+; say so rather than let the JVM fail obscurely."""
     java = _need("java", "apt-get install -y openjdk-17-jre-headless (or any JDK 17+)")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    out = subprocess.run([java, "-version"], check=False, capture_output=True, text=True).stderr
     try:
         version = out.split('"')[1]
         major = int(version.split(".")[1] if version.startswith("1.") else version.split(".")[0].split("-")[0])
@@ -365,7 +370,7 @@ def ensure_kafka_jars(settings: Settings, console: Console | None = None) -> Pat
     staging = base / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
     argv = [
-        mvn, "-q", "-B", "-f", str(base / "pom.xml"), "dependency:copy-dependencies",
+        mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(base / "pom.xml"), "dependency:copy-dependencies",
         f"-DoutputDirectory={staging}", "-DincludeScope=runtime", f"-Dkafka.version={settings.kafka_version}",
     ]  # fmt: skip
     status = (
@@ -374,9 +379,11 @@ def ensure_kafka_jars(settings: Settings, console: Console | None = None) -> Pat
         else contextlib.nullcontext()
     )
     with status:
-        result = subprocess.run(argv, cwd=base, capture_output=True, text=True)
+        result = subprocess.run(argv, check=False, cwd=base, capture_output=True, text=True)
     if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-        output = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip().splitlines()
+        errors = [ln for ln in lines if ln.startswith("[ERROR] ") and ln[8:].strip() and "switch" not in ln]
+        output = "\n".join(errors[:2] or lines[-20:])
         raise InfraError(
             f"Maven could not fetch Kafka {settings.kafka_version} (exit {result.returncode}); "
             f"command: {' '.join(argv)}\n{output}"
@@ -447,7 +454,8 @@ def _kafka_config(settings: Settings, port: int) -> Path:
         "group.initial.rebalance.delay.ms": "0",
     }
     server = conf / "server.properties"
-    server.write_text("# written by soiree (stream/infra.py) at each start\n" + "".join(f"{k}={v}\n" for k, v in properties.items()))
+    lines = "".join(f"{key}={value}\n" for key, value in properties.items())
+    server.write_text("# written by soiree (stream/infra.py) at each start\n" + lines)
     (conf / "log4j2.xml").write_text(_LOG4J2.replace("{log}", str(_log_file(settings, "kafka"))))
     return server
 
@@ -462,7 +470,7 @@ def _format_storage(settings: Settings, java: str, libs: Path, server: Path) -> 
         java, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", "kafka.tools.StorageTool",
         "format", "-t", CLUSTER_ID, "-c", str(server), "--ignore-formatted",
     ]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True)
+    result = subprocess.run(argv, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         raise InfraError(f"formatting Kafka storage in {data} failed:\n{result.stdout}{result.stderr}")
 
@@ -481,6 +489,11 @@ def _start_kafka(settings: Settings, console: Console | None) -> ServiceStatus:
             f"port {port} is taken by something that does not answer Kafka metadata requests; "
             f"free it or point SOIREE_KAFKA_BOOTSTRAP elsewhere"
         )
+    if _port_open("localhost", settings.kafka_controller_port):
+        raise InfraError(
+            f"the KRaft controller port {settings.kafka_controller_port} is already in use; "
+            f"free it or set SOIREE_KAFKA_CONTROLLER_PORT"
+        )
     java = _check_java()
     libs = ensure_kafka_jars(settings, console)
     server = _kafka_config(settings, port)
@@ -495,7 +508,8 @@ def _start_kafka(settings: Settings, console: Console | None) -> ServiceStatus:
     with status:
         pid = _spawn(settings, "kafka", argv, cwd=_home(settings))
         waited = _wait_started(settings, "kafka", pid, lambda: kafka_answers(address), KAFKA_START_TIMEOUT)
-    return ServiceStatus("kafka", address, "started", f"pid {pid}, ready in {waited:.1f}s, log {_log_file(settings, 'kafka')}")
+    detail = f"pid {pid}, ready in {waited:.1f}s, log {_log_file(settings, 'kafka')}"
+    return ServiceStatus("kafka", address, "started", detail)
 
 
 # --------------------------------------------------------------------------- Redis
@@ -541,7 +555,7 @@ def _start_redis(settings: Settings, console: Console | None) -> ServiceStatus:
     if _port_open(host, port):
         try:
             _redis_ping(url)
-        except Exception as exc:  # noqa: BLE001 - report whatever the server said
+        except Exception as exc:
             raise InfraError(f"something listens on port {port} but Redis PING at {address} fails: {exc}") from exc
     server = shutil.which("redis-server")
     if server is None:
@@ -551,7 +565,8 @@ def _start_redis(settings: Settings, console: Console | None) -> ServiceStatus:
     with status:
         pid = _spawn(settings, "redis", [server, str(conf)], cwd=_home(settings) / "redis")
         waited = _wait_started(settings, "redis", pid, lambda: redis_answers(url), REDIS_START_TIMEOUT)
-    return ServiceStatus("redis", address, "started", f"pid {pid}, ready in {waited:.1f}s, log {_log_file(settings, 'redis')}")
+    detail = f"pid {pid}, ready in {waited:.1f}s, log {_log_file(settings, 'redis')}"
+    return ServiceStatus("redis", address, "started", detail)
 
 
 # --------------------------------------------------------------------------- API
