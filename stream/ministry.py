@@ -25,13 +25,13 @@ from .models import Election
 __all__ = [
     "REQUIRED_COLUMNS",
     "MinistryFormatError",
-    "read_rows",
     "candidates_of",
-    "display_name",
     "department_names",
+    "display_name",
+    "election_from_ministry",
     "election_id_from_filename",
     "election_name_from_filename",
-    "election_from_ministry",
+    "read_rows",
     "results_from_ministry",
 ]
 
@@ -96,8 +96,8 @@ def _check_header(path: Path, header: list[str] | None) -> list[str]:
     return header
 
 
-def _table(path: Path) -> tuple[list[str], Iterator[list[str]], IO[str]]:
-    """(checked header, csv reader positioned on the first data row, the open file)."""
+def _table(path: Path) -> tuple[list[str], Any, IO[str]]:
+    """(checked header, ``csv.reader`` positioned on the first data row, the open file)."""
     handle = _open_text(path)
     try:
         reader = csv.reader(handle)
@@ -121,9 +121,7 @@ def read_rows(path: Path) -> Iterator[dict[str, str]]:
             if not row:
                 continue
             if len(row) != width:
-                raise MinistryFormatError(
-                    f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}"
-                )
+                raise MinistryFormatError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}")
             yield dict(zip(header, row))
 
 
@@ -211,7 +209,8 @@ def election_from_ministry(path: Path, election: str, name: str | None = None) -
                 registered = int(row[i_reg])
             except ValueError:
                 raise MinistryFormatError(
-                    f"{path}, line {reader.line_num} (bureau {bureau}): 'inscrits' is not a whole number: {row[i_reg]!r}"
+                    f"{path}, line {reader.line_num} (bureau {bureau}): "
+                    f"'inscrits' is not a whole number: {row[i_reg]!r}"
                 ) from None
             bureaux.append(
                 {
@@ -266,7 +265,8 @@ def results_from_ministry(
                 votes = dict(zip(candidates, map(int, row[first:])))
             except ValueError:
                 bad = next(
-                    (column, row[i]) for column, i in numeric + [(c, first + k) for k, c in enumerate(candidates)]
+                    (column, row[i])
+                    for column, i in numeric + [(c, first + k) for k, c in enumerate(candidates)]
                     if not _is_int(row[i])
                 )
                 raise MinistryFormatError(
