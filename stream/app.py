@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from .elections import ElectionCache
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
-from .topics import REJECTED, RESULTS, UPDATES, contributions_topic
+from .topics import contributions_topic
 
 __all__ = ["create_app"]
 
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
+        producer_linger=0.005,
     )
     raw = dict(key_serializer="raw", value_serializer="raw")
     partitions = settings.partitions
@@ -51,19 +52,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
         elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn())),
         bureaux=app.Table("bureaux", partitions=partitions, key_type=bytes, value_type=bytes),
         areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
-        rejected=app.topic(REJECTED, **raw),
-        updates=app.topic(UPDATES, **raw),
-        contributions=app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw),
+        producer=app.producer,
+        rejected=settings.rejected_topic,
+        updates=settings.updates_topic,
+        contributions=contributions_topic(settings),
         redis=aioredis.Redis.from_url(settings.redis_dsn()),
     )
-    results = app.topic(RESULTS, partitions=partitions, **raw)
+    results = app.topic(settings.results_topic, partitions=partitions, **raw)
+    contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
 
     @app.agent(results, name="tally_bureaux")
     async def tally_bureaux(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_results(list(events))
 
-    @app.agent(pipeline.contributions, name="tally_areas")
+    @app.agent(contributions, name="tally_areas")
     async def tally_areas(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_contributions(list(events))

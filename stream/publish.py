@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaProducer
 from .kafka_config import client_options
 from .models import Election, InvalidResult, Rejection, check_against_election, describe_payload, parse_result
 from .settings import Settings
-from .topics import REJECTED, RESULTS
 
 __all__ = ["Publisher", "IngestReport", "check_line"]
 
@@ -77,6 +76,8 @@ class Publisher:
             **client_options(settings), linger_ms=5, max_batch_size=256 * 1024, acks="all"
         )
         self._rate = rate
+        self._results = settings.results_topic
+        self._rejected = settings.rejected_topic
         self._started_at = 0.0
         self._sent = 0
         self._pending: list[asyncio.Future[Any]] = []
@@ -95,7 +96,7 @@ class Publisher:
     async def result(self, result: dict[str, Any]) -> None:
         """Publish one valid result (a dict in the BureauResult shape), keyed by its bureau."""
         await self._pace()
-        future = await self._producer.send(RESULTS, key=result["bureau"].encode(), value=orjson.dumps(result))
+        future = await self._producer.send(self._results, key=result["bureau"].encode(), value=orjson.dumps(result))
         self._track(future)
 
     async def rejection(self, raw: bytes, reason: str, key: str | None = None, source: str = "ingest") -> None:
@@ -103,7 +104,7 @@ class Publisher:
         rejection = Rejection(
             reason=reason, payload=payload, payload_utf8=is_utf8, key=key, topic=source, at=datetime.now(timezone.utc)
         )
-        future = await self._producer.send(REJECTED, key=key.encode() if key else None, value=rejection.model_dump_json().encode())
+        future = await self._producer.send(self._rejected, key=key.encode() if key else None, value=rejection.model_dump_json().encode())
         self._track(future)
 
     def _track(self, future: asyncio.Future[Any]) -> None:

@@ -29,10 +29,11 @@ class Settings(BaseSettings):
     batch_window: float = Field(0.02, gt=0, description="seconds an agent waits to fill a batch")
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
     home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
+    results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
+    rejected_topic: str = Field("bureau-results-rejected", description="dead letters, with reasons")
+    updates_topic: str = Field("election-updates", description="change events, keyed by area")
     kafka_version: str = "4.1.1"
-    kafka_port: int = 9092
     kafka_controller_port: int = 9093
-    web_port: int = Field(6066, description="Faust worker's web port (several workers: different ports)")
 
     def redis_dsn(self) -> str:
         """The Redis URL, secret included; never log it (use ``redis_display``)."""

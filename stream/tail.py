@@ -9,7 +9,6 @@ from aiokafka import AIOKafkaConsumer
 from .kafka_config import client_options
 from .models import UpdateEvent
 from .settings import Settings
-from .topics import UPDATES
 
 __all__ = ["follow_updates"]
 
@@ -23,7 +22,7 @@ async def follow_updates(
 ) -> AsyncIterator[UpdateEvent]:
     """Events as they arrive, filtered; no consumer group, so followers never disturb each other."""
     consumer = AIOKafkaConsumer(
-        UPDATES,
+        settings.updates_topic,
         **client_options(settings),
         group_id=None,
         enable_auto_commit=False,

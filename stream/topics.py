@@ -8,11 +8,7 @@ from aiokafka.errors import KafkaError
 from .kafka_config import client_options
 from .settings import Settings
 
-__all__ = ["RESULTS", "REJECTED", "UPDATES", "contributions_topic", "ensure_topics", "TopicsMisconfigured"]
-
-RESULTS = "bureau-results"
-REJECTED = "bureau-results-rejected"
-UPDATES = "election-updates"
+__all__ = ["contributions_topic", "ensure_topics", "TopicsMisconfigured"]
 
 
 def contributions_topic(settings: Settings) -> str:
@@ -33,7 +29,8 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
-        wanted = {RESULTS: settings.partitions, REJECTED: settings.partitions, UPDATES: settings.partitions}
+        results = settings.results_topic
+        wanted = dict.fromkeys((results, settings.rejected_topic, settings.updates_topic), settings.partitions)
         existing = await admin.list_topics()
         missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
         if missing:
@@ -42,12 +39,12 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
             except KafkaError as exc:  # created meanwhile by another process
                 if "TopicAlreadyExists" not in type(exc).__name__:
                     raise
-        described = await admin.describe_topics([RESULTS])
+        described = await admin.describe_topics([results])
         partitions = {d["topic"]: len(d["partitions"]) for d in described}
-        if partitions.get(RESULTS) != settings.partitions:
+        if partitions.get(results) != settings.partitions:
             raise TopicsMisconfigured(
-                f"topic {RESULTS} has {partitions.get(RESULTS)} partitions but SOIREE_PARTITIONS={settings.partitions}; "
-                f"set SOIREE_PARTITIONS={partitions.get(RESULTS)} (tables must be co-partitioned with it)"
+                f"topic {results} has {partitions.get(results)} partitions but SOIREE_PARTITIONS={settings.partitions}; "
+                f"set SOIREE_PARTITIONS={partitions.get(results)} (tables must be co-partitioned with it)"
             )
         return partitions
     finally:

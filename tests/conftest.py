@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stream import infra
 from stream.settings import Settings
+
+from .harness import ROUND_FILES, Stack, pres2017_dir
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +29,36 @@ def services() -> Iterator[Settings]:
         infra.down(settings, only=started)
 
 
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The 2017 presidential data; its absence fails the tests that need it (never a skip)."""
+    directory = pres2017_dir()
+    missing = [name for name in ROUND_FILES.values() if not (directory / name).is_file()]
+    if missing or not (directory / "official/france_entiere_conseil_constitutionnel.csv").is_file():
+        pytest.fail(
+            f"the 2017 presidential data is missing from {directory} ({', '.join(missing) or 'official totals'}); "
+            "set SOIREE_PRES2017_DIR to the folder holding the ministry per-bureau files",
+            pytrace=False,
+        )
+    return directory
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that use ``services`` are integration tests (``-m "not integration"`` skips them)."""
     for item in items:
         if "services" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def stack(services: Settings, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Factory of private stacks (own topics, group, tables); their workers stop at the end."""
+    made: list[Stack] = []
+
+    def make(name: str, **overrides: Any) -> Stack:
+        made.append(Stack(services, name, tmp_path, **overrides))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -29,10 +28,8 @@ from stream.ministry import (
 )
 from stream.models import BureauResult, check_against_election
 
-ROUND_FILES = {
-    1: "2017-presidentielle-1_par_bureau_large.csv.gz",
-    2: "2017-presidentielle-2_par_bureau_large.csv.gz",
-}
+from .harness import ROUND_FILES
+
 CANDIDATES = {
     1: [
         "ARTHAUD",
@@ -49,24 +46,6 @@ CANDIDATES = {
     ],
     2: ["LE PEN", "MACRON"],
 }
-
-
-def _data_dir() -> Path:
-    configured = os.environ.get("SOIREE_PRES2017_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared/data/pres2017"
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    directory = _data_dir()
-    missing = [name for name in ROUND_FILES.values() if not (directory / name).is_file()]
-    if missing or not (directory / "official/france_entiere_conseil_constitutionnel.csv").is_file():
-        pytest.fail(
-            f"the 2017 presidential data is missing from {directory} ({', '.join(missing) or 'official totals'}); "
-            "set SOIREE_PRES2017_DIR to the folder holding the ministry per-bureau files",
-            pytrace=False,
-        )
-    return directory
 
 
 @pytest.fixture(scope="module")
