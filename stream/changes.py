@@ -1,5 +1,8 @@
 """What is worth announcing: leader and turnout change detection (pure, no I/O).
 
+Results and events are built as plain dicts shaped exactly like ``models.Standings`` and
+``models.UpdateEvent`` (the tests check they validate): pydantic per message costs too much.
+
 Each area remembers what was last *announced* about it (``AreaState.announced``), and new
 standings are compared with that, not with the previous total: a turnout creeping up by
 0.01 point a hundred times still makes an event once it has moved a full step.
@@ -11,7 +14,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .aggregation import Tally
-from .models import Cause, Standings, UpdateEvent
 
 __all__ = ["leader_of", "make_standings", "detect_changes", "EPSILON"]
 
@@ -45,84 +47,81 @@ def make_standings(
     bureaux_total: int,
     total: Tally,
     candidates: list[str],
-) -> Standings:
-    """The results view of one area, every candidate of the election listed."""
+) -> dict[str, Any]:
+    """The results view of one area (a ``Standings`` as a plain dict: this runs per message)."""
     votes = {candidate: total.votes.get(candidate, 0) for candidate in candidates}
     expressed = sum(votes.values())
     shares = {c: round(100.0 * v / expressed, 2) if expressed else 0.0 for c, v in votes.items()}
     leader, tied, margin = leader_of(votes)
     turnout = turnout_of(total)
-    return Standings(
-        election=election,
-        level=level,  # type: ignore[arg-type]
-        area=area,
-        name=name,
-        registered=total.registered,
-        voters=total.voters,
-        blank=total.blank,
-        invalid=total.invalid,
-        expressed=expressed,
-        votes=votes,
-        shares=shares,
-        turnout=None if turnout is None else round(turnout, 2),
-        leader=leader,
-        tied=tied,
-        margin=margin,
-        bureaux_reported=total.bureaux,
-        bureaux_total=bureaux_total,
-    )
+    return {
+        "election": election,
+        "level": level,
+        "area": area,
+        "name": name,
+        "registered": total.registered,
+        "voters": total.voters,
+        "blank": total.blank,
+        "invalid": total.invalid,
+        "expressed": expressed,
+        "votes": votes,
+        "shares": shares,
+        "turnout": None if turnout is None else round(turnout, 2),
+        "leader": leader,
+        "tied": tied,
+        "margin": margin,
+        "bureaux_reported": total.bureaux,
+        "bureaux_total": bureaux_total,
+    }
 
 
 def detect_changes(
     announced: dict[str, Any],
-    standings: Standings,
+    standings: dict[str, Any],
     total: Tally,
     step: float,
-    cause: Cause | None,
+    cause: dict[str, Any] | None,
     at: datetime | None = None,
-) -> tuple[list[UpdateEvent], dict[str, Any]]:
-    """Events for the change from ``announced`` to ``standings``, and the new ``announced``.
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Events (``UpdateEvent`` dicts) for the move from ``announced`` to ``standings``, and the new
+    ``announced``.
 
     ``announced`` holds ``leader``, ``tied``, ``turnout`` (unrounded) and ``complete``; an empty
     dict means nothing was said yet, so the first leader and first turnout are events too.
     """
-    at = at or datetime.now(timezone.utc)
-    events: list[UpdateEvent] = []
+    events: list[dict[str, Any]] = []
     now = dict(announced)
-    common = dict(
-        election=standings.election,
-        level=standings.level,
-        area=standings.area,
-        name=standings.name,
-        leader=standings.leader,
-        tied=standings.tied,
-        margin=standings.margin,
-        turnout=standings.turnout,
-        bureaux_reported=standings.bureaux_reported,
-        bureaux_total=standings.bureaux_total,
-        at=at,
-        cause=cause,
-    )
+    common = {
+        "election": standings["election"],
+        "level": standings["level"],
+        "area": standings["area"],
+        "name": standings["name"],
+        "leader": standings["leader"],
+        "previous_leader": None,
+        "tied": standings["tied"],
+        "margin": standings["margin"],
+        "turnout": standings["turnout"],
+        "previous_turnout": None,
+        "bureaux_reported": standings["bureaux_reported"],
+        "bureaux_total": standings["bureaux_total"],
+        "at": (at or datetime.now(timezone.utc)).isoformat(),
+        "cause": cause,
+    }
 
-    lead = (standings.leader, standings.tied)
+    lead = (standings["leader"], standings["tied"])
     was = (announced.get("leader"), announced.get("tied"))
     if lead != was:
-        events.append(UpdateEvent(kind="leader_changed", previous_leader=was[0], **common))
+        events.append({**common, "kind": "leader_changed", "previous_leader": was[0]})
         now["leader"], now["tied"] = lead
 
     turnout = turnout_of(total)
     previous = announced.get("turnout")
     if turnout is not None and (previous is None or abs(turnout - previous) >= step - EPSILON):
-        events.append(
-            UpdateEvent(
-                kind="turnout_changed",
-                previous_turnout=None if previous is None else round(previous, 2),
-                **common,
-            )
-        )
+        previous_turnout = None if previous is None else round(previous, 2)
+        events.append({**common, "kind": "turnout_changed", "previous_turnout": previous_turnout})
         now["turnout"] = turnout
 
-    if not announced.get("complete") and 0 < standings.bureaux_total <= standings.bureaux_reported:
-        events.append(UpdateEvent(kind="complete", **common))
+    if not announced.get("complete") and 0 < standings["bureaux_total"] <= standings["bureaux_reported"]:
+        events.append({**common, "kind": "complete"})
         now["complete"] = True
     return events, now

@@ -26,7 +26,7 @@ from faust.types import EventT, ProducerT, TableT
 from .aggregation import AreaState, Tally, area_key
 from .changes import detect_changes, make_standings
 from .elections import ElectionCache
-from .models import Cause, Election, InvalidResult, Rejection, describe_payload, validate_result
+from .models import Election, InvalidResult, Rejection, describe_payload, validate_result
 from .settings import Settings
 
 __all__ = ["Pipeline", "Update", "results_key"]
@@ -50,7 +50,7 @@ class Update:
     child: str
     version: int
     tally: Tally
-    cause: Cause | None
+    cause: dict[str, Any] | None
     #: the version the area takes if this update changes it (seq for a bureau, offset above)
     area_version: int
 
@@ -60,7 +60,7 @@ class _Touched:
     update: Update
     state: AreaState
     changed: bool = False
-    cause: Cause | None = None
+    cause: dict[str, Any] | None = None
     event: Any = None
 
 
@@ -111,7 +111,7 @@ class Pipeline:
             child=result.bureau,
             version=result.seq,
             tally=Tally.of_result(result, registered),
-            cause=Cause(bureau=result.bureau, seq=result.seq),
+            cause={"bureau": result.bureau, "seq": result.seq},
             area_version=result.seq,
         )
 
@@ -141,7 +141,6 @@ class Pipeline:
             if election is None:
                 await self.reject(event, f"contribution for unknown election {data['e']!r}")
                 continue
-            cause = data.get("cause")
             updates.append(
                 Update(
                     event=event,
@@ -151,7 +150,7 @@ class Pipeline:
                     child=data["c"],
                     version=data["v"],
                     tally=Tally.from_json(data["t"]),
-                    cause=Cause(**cause) if cause else None,
+                    cause=data.get("cause"),
                     area_version=event.message.offset,
                 )
             )
@@ -197,10 +196,10 @@ class Pipeline:
         events, state.announced = detect_changes(
             state.announced, standings, state.total, self.settings.turnout_step, entry.cause
         )
-        views[results_key(election.election, update.level, update.area)] = standings.model_dump_json().encode()
+        views[results_key(election.election, update.level, update.area)] = orjson.dumps(standings)
         if update.level in self.settings.event_levels:
             for change in events:
-                await self._send(self.updates, update.area.encode(), change.model_dump_json().encode())
+                await self._send(self.updates, update.area.encode(), orjson.dumps(change))
 
     async def _forward(self, entry: _Touched) -> None:
         update, state = entry.update, entry.state
@@ -217,7 +216,7 @@ class Pipeline:
             "c": update.area,
             "v": state.version,
             "t": state.total.to_json(),
-            "cause": cause.model_dump() if cause else None,
+            "cause": cause,
         }
         await self._send(self.contributions, area_key(election, level, area).encode(), orjson.dumps(message))
 

@@ -1,0 +1,172 @@
+"""The whole pipeline on the real broker and Redis: versions, rejections and change events.
+
+Expected totals are computed here, by plain sums over the latest ``seq`` of each bureau.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from stream.models import Election
+
+from .harness import Stack
+
+CANDIDATES = ["A", "B", "C"]
+ROLL = [
+    # bureau, commune, commune name, department, department name, registered
+    ("42218-0001", "42218", "Saint-Étienne", "42", "Loire", 100),
+    ("42218-0002", "42218", "Saint-Étienne", "42", "Loire", 120),
+    ("42001-0001", "42001", "Andrézieux", "42", "Loire", 80),
+    ("75056-0001", "75056", "Paris", "75", "Paris", 90),
+]
+
+
+def mini_election() -> Election:
+    return Election.model_validate(
+        {
+            "election": f"mini-{uuid.uuid4().hex[:6]}",
+            "name": "Mini",
+            "candidates": [{"id": c, "name": c.lower()} for c in CANDIDATES],
+            "bureaux": [
+                dict(bureau=b, commune=c, commune_name=cn, department=d, department_name=dn, registered=r)
+                for b, c, cn, d, dn, r in ROLL
+            ],
+        }
+    )
+
+
+def result(election: str, bureau: str, seq: int, votes: dict[str, int], blank: int = 0, invalid: int = 0) -> dict[str, Any]:
+    return {
+        "election": election,
+        "bureau": bureau,
+        "seq": seq,
+        "voters": blank + invalid + sum(votes.values()),
+        "blank": blank,
+        "invalid": invalid,
+        "votes": votes,
+    }
+
+
+def expected_by_area(election: Election, results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Independent truth: latest seq per bureau (first one wins on equal seq), summed per area."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if r["bureau"] not in latest or r["seq"] > latest[r["bureau"]]["seq"]:
+            latest[r["bureau"]] = r
+    totals: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"voters": 0, "blank": 0, "invalid": 0, "registered": 0, "bureaux": 0, "votes": defaultdict(int)}
+    )
+    roll = {b[0]: b for b in ROLL}
+    for r in latest.values():
+        bureau, commune, _, department, _, registered = roll[r["bureau"]]
+        for area in (("bureau", bureau), ("commune", commune), ("department", department), ("nation", "FR")):
+            total = totals[area]
+            total["voters"] += r["voters"]
+            total["blank"] += r["blank"]
+            total["invalid"] += r["invalid"]
+            total["registered"] += registered
+            total["bureaux"] += 1
+            for c, v in r["votes"].items():
+                total["votes"][c] += v
+    return totals
+
+
+def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
+    s: Stack = stack("versions")
+    election = mini_election()
+    e = election.election
+    s.register(election)
+    valid = [
+        result(e, "42218-0001", 1, {"A": 40, "B": 10}, blank=1, invalid=1),
+        result(e, "42218-0001", 1, {"A": 40, "B": 10}, blank=1, invalid=1),  # duplicate
+        result(e, "42218-0002", 2, {"A": 10, "B": 30}),
+        result(e, "42218-0002", 1, {"A": 50}),  # stale: lower seq arrives later
+        result(e, "42001-0001", 1, {"A": 5, "B": 5}),  # a tie
+        result(e, "75056-0001", 1, {"C": 70}),
+        result(e, "42218-0001", 3, {"A": 0, "B": 0}),  # correction back to zero
+        result(e, "42218-0001", 2, {"A": 99}),  # stale again
+    ]
+    bad = [
+        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 5, {"A": 10}), "voters": 11}), "blank + invalid + votes = 10, voters = 11"),
+        (b"42218-0002", orjson.dumps(result(e, "42218-0002", 6, {"Z": 1})), "unknown candidate Z"),
+        (b"99999-0001", orjson.dumps(result(e, "99999-0001", 1, {"A": 1})), "not in the roll"),
+        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 7, {"A": 1}), "registered": 121}), "registered = 121, the roll says 120"),
+        (b"42218-0002", orjson.dumps(result(e, "42218-0002", 0, {"A": 1})), "field 'seq'"),
+        (b"42218-0002", b'{"election": "' + e.encode() + b'", "bureau": ', "not valid JSON"),
+        (b"42001-0001", orjson.dumps(result(e, "42218-0002", 8, {"A": 1})), "message key '42001-0001' must be the bureau id"),
+        (b"42218-0002", orjson.dumps(result("nope", "42218-0002", 9, {"A": 1})), "unknown election 'nope'"),
+        (b"42218-0002", orjson.dumps(result(e, "42218-0002", 10, {"A": 121})), "voters = 121 exceeds the roll's registered = 120"),
+        (b"42218-0002", b"\xff\xfe not utf-8", "not valid UTF-8"),
+        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 11, {"A": 1}), "voters": "1"}), "field 'voters'"),
+        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 12, {"A": -1}), "voters": -1}), "greater than or equal to 0"),
+        (b"42218-0002", b"x" * 70_000, "exceeds the limit"),
+    ]
+    s.start_worker()
+    s.publish(valid, raw=[(key, payload) for key, payload, _ in bad])
+
+    truth = expected_by_area(election, valid)
+
+    def settled() -> bool:
+        for (level, area), total in truth.items():
+            got = s.standings(e, level, area)
+            if got is None or got.voters != total["voters"] or got.bureaux_reported != total["bureaux"]:
+                return False
+        return True
+
+    s.wait_until(settled, 90, "the totals of every area")
+    for (level, area), total in truth.items():
+        got = s.standings(e, level, area)
+        assert got is not None
+        assert (got.registered, got.voters, got.blank, got.invalid) == (
+            total["registered"], total["voters"], total["blank"], total["invalid"]
+        ), (level, area)
+        assert got.votes == {c: total["votes"].get(c, 0) for c in CANDIDATES}, (level, area)
+        assert got.bureaux_total == len([b for b in ROLL if area in (b[0], b[1], b[3], "FR")])
+    assert s.standings(e, "commune", "42001").tied == ["A", "B"]
+    assert s.standings(e, "commune", "42218").leader == "B"  # 42218-0001 corrected to zero
+
+    rejected = s.read_topic(s.settings.rejected_topic)
+    assert len(rejected) == len(bad), [r["reason"] for _, r in rejected]
+    reasons = sorted(r["reason"] for _, r in rejected)
+    for _, payload, expected_reason in bad:
+        assert any(expected_reason in reason for reason in reasons), (expected_reason, reasons)
+    for key, rejection in rejected:
+        assert rejection["topic"] == s.settings.results_topic and rejection["offset"] is not None
+    payloads = {r["payload"] for _, r in rejected}
+    assert '{"election": "' + e + '", "bureau": ' in payloads  # the original payload travels with its reason
+
+    events = [v for _, v in s.read_topic(s.settings.updates_topic) if v["election"] == e]
+    check_event_story(events, s, e)
+    kinds = {(ev["level"], ev["area"], ev["kind"]) for ev in events}
+    for area in (("nation", "FR"), ("department", "42"), ("commune", "42218"), ("bureau", "75056-0001")):
+        for kind in ("leader_changed", "turnout_changed", "complete"):
+            assert (*area, kind) in kinds, (area, kind)
+    tie = [ev for ev in events if ev["area"] == "42001" and ev["kind"] == "leader_changed"]
+    assert tie[-1]["tied"] == ["A", "B"] and tie[-1]["leader"] is None
+
+
+def check_event_story(events: list[dict[str, Any]], s: Stack, election: str) -> None:
+    """Per area: each previous_leader is the leader of the event before; the last matches the standings."""
+    by_area: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        by_area[(event["level"], event["area"])].append(event)
+    for (level, area), area_events in by_area.items():
+        leader: Any = None
+        leaders = [ev for ev in area_events if ev["kind"] == "leader_changed"]
+        for ev in leaders:
+            assert ev["previous_leader"] == leader, (level, area, ev)
+            leader = ev["leader"]
+        final = s.standings(election, level, area)
+        assert final is not None
+        last = (leaders[-1]["leader"], leaders[-1]["tied"]) if leaders else (None, None)  # nobody ever led
+        assert last == (final.leader, final.tied), (level, area)
+        completes = [ev for ev in area_events if ev["kind"] == "complete"]
+        assert len(completes) <= 1, (level, area)
+        assert bool(completes) == (final.bureaux_reported == final.bureaux_total), (level, area)
+        turnouts = [ev for ev in area_events if ev["kind"] == "turnout_changed"]
+        if final.turnout is not None:
+            assert abs(turnouts[-1]["turnout"] - final.turnout) < s.settings.turnout_step + 0.01, (level, area)
