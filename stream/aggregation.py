@@ -1,14 +1,14 @@
 """Exact, idempotent totals: the arithmetic of contributions and versions (no Kafka, no Redis).
 
-Every area (bureau, commune, department, nation) keeps its total *and* the last contribution
-of each child with that child's version. A contribution is a child's whole current tally,
-never a delta, so applying the same one twice, or an older one late, changes nothing; a newer
-one replaces the child's earlier contribution. That is what makes at-least-once delivery safe:
+Every area (commune, department, nation) keeps its total *and* the last contribution of each
+child with that child's version. A contribution is a child's whole current tally, never a
+delta, so applying the same one twice, or an older one late, changes nothing; a newer one
+replaces the child's earlier contribution. That is what makes at-least-once delivery safe:
 re-sending is always allowed, counting twice is impossible.
 
-A bureau is an area with one child, itself, whose version is the report's ``seq``. For the
-other levels the version is the offset of the message that last changed the child, which
-only grows, even across crashes (see ``agents``).
+A commune's children are its bureaux, versioned by the report's ``seq``. A department's
+children are its communes and the nation's its departments, versioned by the offset of the
+message that last changed them, which only grows, even across crashes (see ``pipeline``).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class AreaState:
     total: Tally = field(default_factory=Tally)
     children: dict[str, tuple[int, Tally]] = field(default_factory=dict)
     announced: dict[str, Any] = field(default_factory=dict)
+    #: what was last announced about each child (a commune keeps its bureaux' here)
+    child_announced: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, child: str, version: int, tally: Tally) -> bool:
         """Take a child's contribution if it is newer than the one held; True if anything changed."""
@@ -88,6 +90,7 @@ class AreaState:
             "t": self.total.to_json(),
             "c": {child: [version, tally.to_json()] for child, (version, tally) in self.children.items()},
             "a": self.announced,
+            "ca": self.child_announced,
         }
 
     @classmethod
@@ -97,6 +100,7 @@ class AreaState:
             total=Tally.from_json(data["t"]),
             children={child: (version, Tally.from_json(t)) for child, (version, t) in data["c"].items()},
             announced=data.get("a", {}),
+            child_announced=data.get("ca", {}),
         )
 
 

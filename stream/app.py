@@ -1,14 +1,14 @@
-"""The Faust app: topics, tables and the two agents, wired to ``Pipeline``.
+"""The Faust app: topics, the ``areas`` table and the two agents, wired to ``Pipeline``.
 
 ::
 
-    bureau-results ──► tally_bureaux ──► table bureaux ─┐
-         │ (invalid)                                    ├─► election-updates (events, keyed by area)
-         ▼                                              │
-    bureau-results-rejected     <app>-contributions ◄───┘ (each area's total, to its parent)
-                                      │    ▲
-                                      ▼    │ (commune → department → nation)
-                                 tally_areas ──► table areas
+    bureau-results ──► route_results ──(invalid)──► bureau-results-rejected
+                           │ valid reports, one message per department per batch
+                           ▼
+                 <app>-contributions ──► tally_areas ──► table areas (communes, departments, nation)
+                           ▲                 │ │
+                           └─────────────────┘ └──► election-updates (events, keyed by area)
+                   departments' totals to the nation      + standings in Redis (soiree:results:...)
 """
 
 from __future__ import annotations
@@ -50,19 +50,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
     pipeline = Pipeline(
         settings=settings,
         elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn())),
-        bureaux=app.Table("bureaux", partitions=partitions, key_type=bytes, value_type=bytes),
         areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
         producer=app.producer,
-        rejected=settings.rejected_topic,
-        updates=settings.updates_topic,
         contributions=contributions_topic(settings),
         redis=aioredis.Redis.from_url(settings.redis_dsn()),
     )
     results = app.topic(settings.results_topic, partitions=partitions, **raw)
     contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
 
-    @app.agent(results, name="tally_bureaux")
-    async def tally_bureaux(stream: faust.StreamT) -> None:
+    @app.agent(results, name="route_results")
+    async def route_results(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_results(list(events))
 

@@ -104,6 +104,10 @@ class Election(BaseModel):
         return {entry.bureau: entry for entry in self.bureaux}
 
     @cached_property
+    def candidate_list(self) -> list[str]:
+        return [c.id for c in self.candidates]
+
+    @cached_property
     def candidate_ids(self) -> frozenset[str]:
         return frozenset(c.id for c in self.candidates)
 
@@ -249,7 +253,10 @@ def _describe(error: dict[str, Any]) -> str:
 def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
     """Decode and check one ``bureau-results`` payload, or raise ``InvalidResult``."""
     if isinstance(raw, str):
-        raw = raw.encode()
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError:
+            raise InvalidResult("payload is not valid UTF-8 (lone surrogate)") from None
     if raw is None or len(raw) == 0:
         raise InvalidResult("empty message")
     if len(raw) > max_bytes:
@@ -277,7 +284,7 @@ def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
 
 def check_against_election(result: BureauResult, election: Election | None) -> None:
     """The rules that need the roll; raise ``InvalidResult`` on the first broken one."""
-    if election is None:
+    if election is None or election.election != result.election:
         raise InvalidResult(f"bureau {result.bureau}: unknown election {result.election!r}")
     entry = election.roll.get(result.bureau)
     if entry is None:

@@ -1,13 +1,23 @@
-"""What the agents do with a batch of messages: validate, apply, announce, pass upwards.
+"""What the agents do with a batch of messages: validate, route, tally, announce, pass upwards.
 
-One rule makes at-least-once delivery safe: after a batch, every area it touched sends its
-*whole* current total, with its version, to its parent, changed or not. A parent keeps, per
-child, the highest version it has seen, so a re-sent total is ignored and a lost one is sent
-again when the message behind it is re-delivered. Nothing is a delta, nothing counts twice.
+Two hops, so that a whole night is a few thousand internal messages, not hundreds of thousands:
 
-Versions: a bureau's is its report's ``seq``; any other area's is the offset (in the
-contributions topic) of the last message that changed it. Offsets only grow, and replaying a
-partition from any committed offset recomputes the same (version, total) pairs.
+1. ``route_results`` (on ``bureau-results``, keyed by bureau): validate each report, reject the
+   invalid, and send the valid ones, one message per department per batch, to the
+   contributions topic keyed by that department. It keeps no state.
+2. ``tally_areas`` (on the contributions topic):
+   * a department's message: each bureau's report goes into its commune (table ``areas``,
+     child = bureau, version = ``seq``), each touched commune into its department (version =
+     the offset of the message that last changed the commune); then one message per batch
+     carries every touched department to the nation's key;
+   * a nation message: each department into the nation.
+
+One rule makes at-least-once delivery safe: every area a batch touched passes its *whole*
+current total, with its version, to its parent, changed or not. A parent keeps per child the
+highest version seen, so a re-sent total is ignored and a total lost in a crash is sent again
+when the message behind it is re-delivered. Nothing is a delta, nothing counts twice.
+A department's version is the highest version among its communes: the same messages replayed
+in any batching give the same (version, total) pairs.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 import redis.asyncio as aioredis
@@ -26,10 +36,10 @@ from faust.types import EventT, ProducerT, TableT
 from .aggregation import AreaState, Tally, area_key
 from .changes import detect_changes, make_standings
 from .elections import ElectionCache
-from .models import Election, InvalidResult, Rejection, describe_payload, validate_result
+from .models import NATION, Election, InvalidResult, Rejection, describe_payload, validate_result
 from .settings import Settings
 
-__all__ = ["Pipeline", "Update", "results_key"]
+__all__ = ["Pipeline", "results_key"]
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +50,36 @@ def results_key(election: str, level: str, area: str) -> str:
 
 
 @dataclass(slots=True)
-class Update:
-    """One child's contribution to one area, and the message it came from."""
+class _Area:
+    """An area loaded for one batch: its state, and what the batch did to it."""
 
-    event: EventT
     election: Election
     level: str
     area: str
-    child: str
-    version: int
-    tally: Tally
-    cause: dict[str, Any] | None
-    #: the version the area takes if this update changes it (seq for a bureau, offset above)
-    area_version: int
-
-
-@dataclass(slots=True)
-class _Touched:
-    update: Update
+    key: bytes
     state: AreaState
+    event: EventT  # the latest message that touched it: its partition is the table partition
     changed: bool = False
     cause: dict[str, Any] | None = None
-    event: Any = None
+
+
+@dataclass
+class _Batch:
+    """The areas of one batch, loaded once and written once."""
+
+    table: TableT
+    areas: dict[bytes, _Area] = field(default_factory=dict)
+
+    def get(self, election: Election, level: str, area: str, event: EventT) -> _Area:
+        key = area_key(election.election, level, area).encode()
+        found = self.areas.get(key)
+        if found is None:
+            raw = self.table.get(key)
+            state = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
+            found = self.areas[key] = _Area(election, level, area, key, state, event)
+        else:
+            found.event = event
+        return found
 
 
 @dataclass
@@ -70,30 +88,31 @@ class Pipeline:
 
     settings: Settings
     elections: ElectionCache
-    bureaux: TableT
     areas: TableT
     producer: ProducerT
-    rejected: str
-    updates: str
     contributions: str
     redis: aioredis.Redis
     counters: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
 
-    # -- bureau-results -------------------------------------------------------------------
+    # -- hop 1: bureau-results ------------------------------------------------------------
     async def on_results(self, events: list[EventT]) -> None:
-        updates: list[Update] = []
+        by_department: dict[tuple[str, str], list[list[Any]]] = {}
         for event in events:
             try:
-                updates.append(self._bureau_update(event))
+                election, entry, row = self._validate(event)
             except InvalidResult as exc:
                 await self.reject(event, str(exc))
-        self.counters["accepted"] += len(updates)
-        await self._apply(self.bureaux, updates)
+                continue
+            by_department.setdefault((election, entry), []).append(row)
+        self.counters["accepted"] += sum(len(rows) for rows in by_department.values())
+        for (election, department), rows in by_department.items():
+            message = {"e": election, "l": "department", "a": department, "c": rows}
+            await self._send(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
 
-    def _bureau_update(self, event: EventT) -> Update:
+    def _validate(self, event: EventT) -> tuple[str, str, list[Any]]:
+        """(election, department, [bureau, seq, tally]) of a valid report, or InvalidResult."""
         message = event.message
-        raw = message.value if message.value is not None else b""
-        result = validate_result(raw, self.elections, self.settings.max_message_bytes)
+        result = validate_result(message.value or b"", self.elections, self.settings.max_message_bytes)
         key = message.key.decode("utf-8", "replace") if message.key is not None else None
         if key != result.bureau:
             raise InvalidResult(
@@ -102,18 +121,9 @@ class Pipeline:
             )
         election = self.elections.get(result.election)
         assert election is not None  # validate_result checked it
-        registered = election.roll[result.bureau].registered
-        return Update(
-            event=event,
-            election=election,
-            level="bureau",
-            area=result.bureau,
-            child=result.bureau,
-            version=result.seq,
-            tally=Tally.of_result(result, registered),
-            cause={"bureau": result.bureau, "seq": result.seq},
-            area_version=result.seq,
-        )
+        entry = election.roll[result.bureau]
+        tally = Tally.of_result(result, entry.registered)
+        return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]
 
     async def reject(self, event: EventT, reason: str) -> None:
         message = event.message
@@ -130,106 +140,123 @@ class Pipeline:
         )
         self.counters["rejected"] += 1
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
-        await self._send(self.rejected, message.key, rejection.model_dump_json().encode())
+        await self._send(self.settings.rejected_topic, message.key, rejection.model_dump_json().encode())
 
-    # -- contributions (commune, department, nation) -----------------------------------------
+    # -- hop 2: contributions ------------------------------------------------------------
     async def on_contributions(self, events: list[EventT]) -> None:
-        updates: list[Update] = []
+        batch = _Batch(self.areas)
+        bureaux: list[tuple[_Area, str, int, Tally]] = []
+        communes: dict[bytes, _Area] = {}
+        departments: dict[bytes, _Area] = {}
         for event in events:
-            data = orjson.loads(event.message.value)
-            election = self.elections.get(data["e"])
+            message = orjson.loads(event.message.value)
+            election = self.elections.get(message["e"])
             if election is None:
-                await self.reject(event, f"contribution for unknown election {data['e']!r}")
-                continue
-            updates.append(
-                Update(
-                    event=event,
-                    election=election,
-                    level=data["l"],
-                    area=data["a"],
-                    child=data["c"],
-                    version=data["v"],
-                    tally=Tally.from_json(data["t"]),
-                    cause=data.get("cause"),
-                    area_version=event.message.offset,
-                )
-            )
-        await self._apply(self.areas, updates)
-
-    # -- shared --------------------------------------------------------------------------
-    async def _apply(self, table: TableT, updates: list[Update]) -> None:
-        touched: dict[str, _Touched] = {}
-        for update in updates:
-            key = area_key(update.election.election, update.level, update.area)
-            entry = touched.get(key)
-            if entry is None:
-                raw = table.get(key.encode())
-                state = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
-                entry = touched[key] = _Touched(update=update, state=state, event=update.event)
-            if entry.state.apply(update.child, update.version, update.tally):
-                entry.changed = True
-                entry.state.version = update.area_version
-                entry.cause = update.cause
-                entry.event = update.event
+                await self.reject(event, f"contribution for unknown election {message['e']!r}")
+            elif message["l"] == "department":
+                self._into_communes(batch, election, event, message, bureaux, communes)
+            else:
+                self._into_nation(batch, election, event, message)
+        for commune in communes.values():
+            department = batch.get(commune.election, "department", commune.election.roll_by_commune[commune.area], commune.event)
+            if department.state.apply(commune.area, commune.state.version, commune.state.total):
+                department.changed = True
+                department.state.version = max(department.state.version, commune.state.version)
+                department.cause = commune.cause or department.cause
+            departments[department.key] = department
         views: dict[str, bytes] = {}
-        for key, entry in touched.items():
-            if entry.changed:
-                await self._announce(key, entry, views)
-                self._write(table, entry.event, key.encode(), orjson.dumps(entry.state.to_json()))
-            await self._forward(entry)
+        for commune, bureau, seq, tally in bureaux:
+            await self._announce_bureau(commune, bureau, seq, tally, views)
+        for area in batch.areas.values():
+            if area.changed:
+                await self._announce(area, views)
+                self._write(area)
+        await self._forward_to_nation(departments.values())
         if views:
             await self.redis.mset(views)
 
-    async def _announce(self, key: str, entry: _Touched, views: dict[str, bytes]) -> None:
-        update, state = entry.update, entry.state
-        election = update.election
-        name, bureaux_total = election.areas[(update.level, update.area)]
+    def _into_communes(
+        self,
+        batch: _Batch,
+        election: Election,
+        event: EventT,
+        message: dict[str, Any],
+        bureaux: list[tuple[_Area, str, int, Tally]],
+        communes: dict[bytes, _Area],
+    ) -> None:
+        offset = event.message.offset
+        roll = election.roll
+        for bureau, seq, tally_json in message["c"]:
+            commune = batch.get(election, "commune", roll[bureau].commune, event)
+            tally = Tally.from_json(tally_json)
+            if commune.state.apply(bureau, seq, tally):
+                commune.changed = True
+                commune.state.version = offset
+                commune.cause = {"bureau": bureau, "seq": seq}
+                bureaux.append((commune, bureau, seq, tally))
+            communes[commune.key] = commune
+
+    def _into_nation(self, batch: _Batch, election: Election, event: EventT, message: dict[str, Any]) -> None:
+        nation = batch.get(election, "nation", NATION, event)
+        for department, version, tally_json, cause in message["c"]:
+            if nation.state.apply(department, version, Tally.from_json(tally_json)):
+                nation.changed = True
+                nation.state.version = event.message.offset
+                nation.cause = cause
+
+    async def _forward_to_nation(self, departments: Iterable[_Area]) -> None:
+        by_election: dict[str, list[list[Any]]] = {}
+        for department in departments:
+            state = department.state
+            row = [department.area, state.version, state.total.to_json(), department.cause]
+            by_election.setdefault(department.election.election, []).append(row)
+        for election, rows in by_election.items():
+            message = {"e": election, "l": "nation", "a": NATION, "c": rows}
+            await self._send(self.contributions, area_key(election, "nation", NATION).encode(), orjson.dumps(message))
+
+    # -- announcing ----------------------------------------------------------------------
+    async def _announce_bureau(self, commune: _Area, bureau: str, seq: int, tally: Tally, views: dict[str, bytes]) -> None:
+        """A bureau's own events; what was said about it is kept in its commune's state."""
+        election = commune.election
+        name = election.areas[("bureau", bureau)][0]
+        announced = commune.state.child_announced.get(bureau, {})
+        standings = make_standings(election.election, "bureau", bureau, name, 1, tally, election.candidate_list)
+        cause = {"bureau": bureau, "seq": seq}
+        events, commune.state.child_announced[bureau] = detect_changes(
+            announced, standings, tally, self.settings.turnout_step, cause
+        )
+        await self._publish(election.election, "bureau", bureau, standings, events, views)
+
+    async def _announce(self, area: _Area, views: dict[str, bytes]) -> None:
+        election, state = area.election, area.state
+        name, bureaux_total = election.areas[(area.level, area.area)]
         standings = make_standings(
-            election.election,
-            update.level,
-            update.area,
-            name,
-            bureaux_total,
-            state.total,
-            [c.id for c in election.candidates],
+            election.election, area.level, area.area, name, bureaux_total, state.total, election.candidate_list
         )
         events, state.announced = detect_changes(
-            state.announced, standings, state.total, self.settings.turnout_step, entry.cause
+            state.announced, standings, state.total, self.settings.turnout_step, area.cause
         )
-        views[results_key(election.election, update.level, update.area)] = orjson.dumps(standings)
-        if update.level in self.settings.event_levels:
+        await self._publish(election.election, area.level, area.area, standings, events, views)
+
+    async def _publish(
+        self, election: str, level: str, area: str, standings: dict[str, Any], events: list[dict[str, Any]], views: dict[str, bytes]
+    ) -> None:
+        views[results_key(election, level, area)] = orjson.dumps(standings)
+        if level in self.settings.event_levels:
             for change in events:
-                await self._send(self.updates, update.area.encode(), orjson.dumps(change))
+                await self._send(self.settings.updates_topic, area.encode(), orjson.dumps(change))
 
-    async def _forward(self, entry: _Touched) -> None:
-        update, state = entry.update, entry.state
-        parent = update.election.parent_of(update.level, update.area)
-        if parent is None:
-            return
-        level, area = parent
-        election = update.election.election
-        cause = entry.cause or update.cause
-        message = {
-            "e": election,
-            "l": level,
-            "a": area,
-            "c": update.area,
-            "v": state.version,
-            "t": state.total.to_json(),
-            "cause": cause,
-        }
-        await self._send(self.contributions, area_key(election, level, area).encode(), orjson.dumps(message))
-
+    # -- output --------------------------------------------------------------------------
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Straight to the producer: Faust flushes it before committing offsets (at-least-once),
         without the per-message cost of ``Topic.send``."""
         await self.producer.send(topic, key, value, None, None, None)
 
-    @staticmethod
-    def _write(table: TableT, event: EventT, key: bytes, value: bytes) -> None:
-        """table[key] = value as of ``event``: the changelog and the store use its partition."""
-        token = _current_event.set(weakref.ref(event))
+    def _write(self, area: _Area) -> None:
+        """table[key] = state as of the area's latest message (the changelog and the store use
+        that message's partition, which is the partition of the area's key)."""
+        token = _current_event.set(weakref.ref(area.event))
         try:
-            table[key] = value
+            self.areas[area.key] = orjson.dumps(area.state.to_json())
         finally:
             _current_event.reset(token)

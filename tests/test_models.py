@@ -327,16 +327,16 @@ def test_the_limit_counts_utf8_bytes_not_characters() -> None:
     assert rejected(text, max_bytes=1024) == f"payload of {size} bytes exceeds the limit of 1024"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="BUG in stream/models.py parse_result: a str payload with a lone surrogate is encoded with "
-    "raw.encode() outside any try, so UnicodeEncodeError escapes instead of InvalidResult",
-)
-def test_BUG_str_payload_with_lone_surrogate() -> None:
-    # parse_result is typed ``bytes | str``; ``'{"bureau": "\ud800"}'`` must be an InvalidResult.
-    with pytest.raises(InvalidResult):
+def test_str_payload_with_lone_surrogate_is_rejected() -> None:
+    # parse_result is typed ``bytes | str``; a str that cannot be UTF-8 is an InvalidResult.
+    with pytest.raises(InvalidResult, match="not valid UTF-8"):
         parse_result('{"bureau": "\ud800"}')
+
+
+def test_result_checked_against_another_election_is_rejected() -> None:
+    elsewhere = BureauResult.model_validate(result(election="somewhere-else"))
+    with pytest.raises(InvalidResult, match="unknown election 'somewhere-else'"):
+        check_against_election(elsewhere, ELECTION)
 
 
 # -- fuzz: nothing but InvalidResult ever escapes --------------------------------------------------
