@@ -36,6 +36,7 @@ from faust.types import EventT, ProducerT, TableT
 from .aggregation import AreaState, Tally, area_key
 from .changes import detect_changes, make_standings
 from .elections import ElectionCache
+from .outbox import Outbox
 from .models import NATION, Election, InvalidResult, Rejection, describe_payload, validate_result
 from .settings import Settings
 
@@ -96,18 +97,20 @@ class Pipeline:
 
     # -- hop 1: bureau-results ------------------------------------------------------------
     async def on_results(self, events: list[EventT]) -> None:
+        outbox = Outbox(self.producer)
         by_department: dict[tuple[str, str], list[list[Any]]] = {}
         for event in events:
             try:
                 election, entry, row = self._validate(event)
             except InvalidResult as exc:
-                await self.reject(event, str(exc))
+                self.reject(outbox, event, str(exc))
                 continue
             by_department.setdefault((election, entry), []).append(row)
         self.counters["accepted"] += sum(len(rows) for rows in by_department.values())
         for (election, department), rows in by_department.items():
             message = {"e": election, "l": "department", "a": department, "c": rows}
-            await self._send(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
+            outbox.add(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
+        await outbox.send()
 
     def _validate(self, event: EventT) -> tuple[str, str, list[Any]]:
         """(election, department, [bureau, seq, tally]) of a valid report, or InvalidResult."""
@@ -125,7 +128,7 @@ class Pipeline:
         tally = Tally.of_result(result, entry.registered)
         return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]
 
-    async def reject(self, event: EventT, reason: str) -> None:
+    def reject(self, outbox: Outbox, event: EventT, reason: str) -> None:
         message = event.message
         payload, is_utf8 = describe_payload(message.value or b"")
         rejection = Rejection(
@@ -140,11 +143,12 @@ class Pipeline:
         )
         self.counters["rejected"] += 1
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
-        await self._send(self.settings.rejected_topic, message.key, rejection.model_dump_json().encode())
+        outbox.add(self.settings.rejected_topic, message.key, rejection.model_dump_json().encode())
 
     # -- hop 2: contributions ------------------------------------------------------------
     async def on_contributions(self, events: list[EventT]) -> None:
         batch = _Batch(self.areas)
+        outbox = Outbox(self.producer)
         bureaux: list[tuple[_Area, str, int, Tally]] = []
         communes: dict[bytes, _Area] = {}
         departments: dict[bytes, _Area] = {}
@@ -152,7 +156,7 @@ class Pipeline:
             message = orjson.loads(event.message.value)
             election = self.elections.get(message["e"])
             if election is None:
-                await self.reject(event, f"contribution for unknown election {message['e']!r}")
+                self.reject(outbox, event, f"contribution for unknown election {message['e']!r}")
             elif message["l"] == "department":
                 self._into_communes(batch, election, event, message, bureaux, communes)
             else:
@@ -166,12 +170,13 @@ class Pipeline:
             departments[department.key] = department
         views: dict[str, bytes] = {}
         for commune, bureau, seq, tally in bureaux:
-            await self._announce_bureau(commune, bureau, seq, tally, views)
+            self._announce_bureau(outbox, commune, bureau, seq, tally, views)
         for area in batch.areas.values():
             if area.changed:
-                await self._announce(area, views)
+                self._announce(outbox, area, views)
                 self._write(area)
-        await self._forward_to_nation(departments.values())
+        self._forward_to_nation(outbox, departments.values())
+        await outbox.send()
         if views:
             await self.redis.mset(views)
 
@@ -204,7 +209,7 @@ class Pipeline:
                 nation.state.version = event.message.offset
                 nation.cause = cause
 
-    async def _forward_to_nation(self, departments: Iterable[_Area]) -> None:
+    def _forward_to_nation(self, outbox: Outbox, departments: Iterable[_Area]) -> None:
         by_election: dict[str, list[list[Any]]] = {}
         for department in departments:
             state = department.state
@@ -212,10 +217,10 @@ class Pipeline:
             by_election.setdefault(department.election.election, []).append(row)
         for election, rows in by_election.items():
             message = {"e": election, "l": "nation", "a": NATION, "c": rows}
-            await self._send(self.contributions, area_key(election, "nation", NATION).encode(), orjson.dumps(message))
+            outbox.add(self.contributions, area_key(election, "nation", NATION).encode(), orjson.dumps(message))
 
     # -- announcing ----------------------------------------------------------------------
-    async def _announce_bureau(self, commune: _Area, bureau: str, seq: int, tally: Tally, views: dict[str, bytes]) -> None:
+    def _announce_bureau(self, outbox: Outbox, commune: _Area, bureau: str, seq: int, tally: Tally, views: dict[str, bytes]) -> None:
         """A bureau's own events; what was said about it is kept in its commune's state."""
         election = commune.election
         name = election.areas[("bureau", bureau)][0]
@@ -225,9 +230,9 @@ class Pipeline:
         events, commune.state.child_announced[bureau] = detect_changes(
             announced, standings, tally, self.settings.turnout_step, cause
         )
-        await self._publish(election.election, "bureau", bureau, standings, events, views)
+        self._publish(outbox, election.election, "bureau", bureau, standings, events, views)
 
-    async def _announce(self, area: _Area, views: dict[str, bytes]) -> None:
+    def _announce(self, outbox: Outbox, area: _Area, views: dict[str, bytes]) -> None:
         election, state = area.election, area.state
         name, bureaux_total = election.areas[(area.level, area.area)]
         standings = make_standings(
@@ -236,22 +241,17 @@ class Pipeline:
         events, state.announced = detect_changes(
             state.announced, standings, state.total, self.settings.turnout_step, area.cause
         )
-        await self._publish(election.election, area.level, area.area, standings, events, views)
+        self._publish(outbox, election.election, area.level, area.area, standings, events, views)
 
-    async def _publish(
-        self, election: str, level: str, area: str, standings: dict[str, Any], events: list[dict[str, Any]], views: dict[str, bytes]
+    def _publish(
+        self, outbox: Outbox, election: str, level: str, area: str, standings: dict[str, Any], events: list[dict[str, Any]], views: dict[str, bytes]
     ) -> None:
         views[results_key(election, level, area)] = orjson.dumps(standings)
         if level in self.settings.event_levels:
             for change in events:
-                await self._send(self.settings.updates_topic, area.encode(), orjson.dumps(change))
+                outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
 
     # -- output --------------------------------------------------------------------------
-    async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Straight to the producer: Faust flushes it before committing offsets (at-least-once),
-        without the per-message cost of ``Topic.send``."""
-        await self.producer.send(topic, key, value, None, None, None)
-
     def _write(self, area: _Area) -> None:
         """table[key] = state as of the area's latest message (the changelog and the store use
         that message's partition, which is the partition of the area's key)."""
