@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from .models import BureauResult, Standings, UpdateEvent
+from .models import Standings, UpdateEvent
 from .pipeline import results_key
 from .replay import renamed, run_replay
 from .scenario import Scenario, seed_scenario
@@ -76,14 +76,9 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
 
 def expected_totals(scenario: Scenario) -> dict[tuple[str, str], tuple[int, dict[str, int]]]:
     """Independent sums of the latest report per bureau: (voters, votes) per watched area."""
-    latest: dict[str, BureauResult] = {}
-    for report in scenario.reports:
-        held = latest.get(report.result.bureau)
-        if held is None or report.result.seq > held.seq:
-            latest[report.result.bureau] = report.result
     roll = scenario.election.roll
     sums: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
-    for result in latest.values():
+    for result in scenario.final().values():
         entry = roll[result.bureau]
         for key in (("nation", "FR"), ("department", entry.department), ("commune", entry.commune)):
             if key not in WATCHED:
@@ -120,12 +115,9 @@ async def _live(
         return {key: Standings.model_validate_json(raw) for key, raw in zip(WATCHED, raws) if raw is not None}
 
     def screen(current: dict[tuple[str, str], Standings], note: str) -> Group:
-        tables = [standings_table(current[key]) for key in WATCHED if key in current]
-        grid = Table.grid(padding=(0, 2))
-        grid.add_row(*tables) if tables else grid.add_row("waiting for the first results…")
-        lines = [event_line(e) for e in events] or ["…"]
         progress = f"{sent:,}/{len(scenario.reports):,} reports published · {note}"
-        return Group(grid, Panel(Group(*lines), title="latest events"), progress)
+        lines = [event_line(e) for e in events] or ["…"]
+        return Group(summary_table(current, scenario), Panel(Group(*lines), title="latest events"), progress)
 
     expected = expected_totals(scenario)
     collector = asyncio.create_task(collect())
@@ -149,9 +141,33 @@ async def _live(
                     raise SystemExit("the worker did not reach the final totals within 60 s; see its log")
             else:
                 live.update(screen(current, f"replaying at ×{speed:g}"))
+    console.print()
     collector.cancel()
     await client.aclose()
     return current
+
+
+def summary_table(current: dict[tuple[str, str], Standings], scenario: Scenario) -> Table:
+    """The watched areas, one row each: shares of the (first four) candidates, turnout, progress."""
+    candidates = scenario.election.candidate_list[:4]
+    table = Table(title=scenario.election.name, expand=False)
+    table.add_column("area")
+    for candidate in candidates:
+        table.add_column(candidate, justify="right")
+    table.add_column("turnout", justify="right")
+    table.add_column("bureaux", justify="right")
+    for key in WATCHED:
+        standings = current.get(key)
+        if standings is None:
+            table.add_row(key[1], *["—"] * len(candidates), "—", "0")
+            continue
+        shares = [
+            f"[bold]{standings.shares[c]:.2f} %[/]" if c == standings.leader else f"{standings.shares[c]:.2f} %"
+            for c in candidates
+        ]
+        turnout = "—" if standings.turnout is None else f"{standings.turnout:.2f} %"
+        table.add_row(standings.name, *shares, turnout, f"{standings.bureaux_reported:,}/{standings.bureaux_total:,}")
+    return table
 
 
 def _matches(standings: Standings | None, voters: int, votes: dict[str, int]) -> bool:

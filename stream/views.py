@@ -59,11 +59,11 @@ def event_line(event: UpdateEvent) -> Text:
     """A one-line summary of an update event."""
     when = event.at.astimezone().strftime("%H:%M:%S")
     text = Text(f"{when} ")
-    text.append(f"{event.level:<10} {event.area:<12} ", style="dim")
-    text.append(f"{event.name[:24]:<24} ")
+    text.append(f"{event.level[:4]:<4} ", style="dim")
+    text.append(f"{event.name[:20]:<20} ")
     if event.kind == "leader_changed":
         text.append(f"leader {_lead(event.previous_leader, None)} → {_lead(event.leader, event.tied)}", style="bold yellow")
-        text.append(f" (margin {event.margin:,})")
+        text.append(f" +{event.margin:,}")
     elif event.kind == "turnout_changed":
         before = "—" if event.previous_turnout is None else f"{event.previous_turnout:.2f}"
         text.append(f"turnout {before} → {event.turnout:.2f} %", style="cyan")
