@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=_broker_url(settings),
-        store=settings.redis_dsn(),
+        store=settings.store_url(),
         topic_partitions=settings.partitions,
         table_standby_replicas=0,  # Redis is shared: a new owner reads it, no standby needed
         web_enabled=False,
@@ -67,6 +67,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def tally_areas(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_contributions(list(events))
+
+    @app.timer(1.0)
+    async def check_redis() -> None:
+        await pipeline.check_redis()
 
     app.pipeline = pipeline  # type: ignore[attr-defined]
     return app

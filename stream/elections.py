@@ -12,7 +12,11 @@ import redis
 
 from .models import Election
 
-__all__ = ["save_election", "load_election", "list_elections", "ElectionCache"]
+__all__ = ["save_election", "load_election", "list_elections", "ElectionCache", "ElectionsUnavailable"]
+
+
+class ElectionsUnavailable(RuntimeError):
+    """Redis cannot be asked for a definition right now (the caller should wait, not reject)."""
 
 
 def _key(election_id: str) -> str:
@@ -52,12 +56,16 @@ class ElectionCache:
         asked = self._missing_since.get(election_id)
         if asked is not None and time.monotonic() - asked < self._retry_after:
             return None
-        election = load_election(self._client, election_id)
+        try:
+            election = load_election(self._client, election_id)
+        except redis.RedisError as exc:
+            raise ElectionsUnavailable(f"cannot read election {election_id!r} from Redis: {exc}") from exc
         if election is None:
             self._missing_since[election_id] = time.monotonic()
             return None
         self._known[election_id] = election
         return election
 
-    def forget(self, election_id: str) -> None:
-        self._known.pop(election_id, None)
+    def known(self) -> list[Election]:
+        """Every definition fetched so far (re-registered if Redis loses them)."""
+        return list(self._known.values())

@@ -22,20 +22,23 @@ in any batching give the same (version, total) pairs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from faust.streams import _current_event  # Faust picks a table write's partition from it
 from faust.types import EventT, ProducerT, TableT
 
-from .aggregation import AreaState, Tally, area_key
+from .aggregation import AreaState, Tally, area_key, split_area_key
 from .changes import detect_changes, make_standings
-from .elections import ElectionCache
+from .elections import ElectionCache, ElectionsUnavailable
 from .outbox import Outbox
 from .models import NATION, Election, InvalidResult, Rejection, describe_payload, validate_result
 from .settings import Settings
@@ -43,6 +46,7 @@ from .settings import Settings
 __all__ = ["Pipeline", "results_key"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def results_key(election: str, level: str, area: str) -> str:
@@ -94,6 +98,11 @@ class Pipeline:
     contributions: str
     redis: aioredis.Redis
     counters: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
+    #: standings not yet written because Redis was unreachable (newest per key)
+    pending_views: dict[str, bytes] = field(default_factory=dict)
+    views_failing: bool = False
+    #: this worker's marker in Redis: when it disappears, Redis lost its data
+    marker: str = field(default_factory=lambda: f"soiree:alive:{uuid.uuid4().hex}")
 
     # -- hop 1: bureau-results ------------------------------------------------------------
     async def on_results(self, events: list[EventT]) -> None:
@@ -101,11 +110,11 @@ class Pipeline:
         by_department: dict[tuple[str, str], list[list[Any]]] = {}
         for event in events:
             try:
-                election, entry, row = self._validate(event)
+                election, department, row = await self._waiting_for_redis(self._validate, event)
             except InvalidResult as exc:
                 self.reject(outbox, event, str(exc))
                 continue
-            by_department.setdefault((election, entry), []).append(row)
+            by_department.setdefault((election, department), []).append(row)
         self.counters["accepted"] += sum(len(rows) for rows in by_department.values())
         for (election, department), rows in by_department.items():
             message = {"e": election, "l": "department", "a": department, "c": rows}
@@ -154,7 +163,7 @@ class Pipeline:
         departments: dict[bytes, _Area] = {}
         for event in events:
             message = orjson.loads(event.message.value)
-            election = self.elections.get(message["e"])
+            election = await self._waiting_for_redis(self.elections.get, message["e"])
             if election is None:
                 self.reject(outbox, event, f"contribution for unknown election {message['e']!r}")
             elif message["l"] == "department":
@@ -177,8 +186,7 @@ class Pipeline:
                 self._write(area)
         self._forward_to_nation(outbox, departments.values())
         await outbox.send()
-        if views:
-            await self.redis.mset(views)
+        await self.write_views(views)
 
     def _into_communes(
         self,
@@ -250,6 +258,73 @@ class Pipeline:
         if level in self.settings.event_levels:
             for change in events:
                 outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
+
+    # -- Redis outages ---------------------------------------------------------------------
+    async def _waiting_for_redis(self, call: Callable[[Any], T], arg: Any) -> T:
+        """``call(arg)``, waiting (with backoff) while an unknown election cannot be looked up."""
+        delay = 0.2
+        while True:
+            try:
+                return call(arg)
+            except ElectionsUnavailable as exc:
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def write_views(self, views: dict[str, bytes]) -> None:
+        """Write standings; while Redis is away they wait here (latest per area) and go later."""
+        self.pending_views.update(views)
+        if not self.pending_views:
+            return
+        try:
+            await self.redis.mset(self.pending_views)
+        except (RedisError, OSError) as exc:
+            if not self.views_failing:
+                log.warning("Redis unreachable, standings wait in memory until it is back: %s", exc)
+            self.views_failing = True
+        else:
+            if self.views_failing:
+                log.warning("Redis is back: %d waiting standings written", len(self.pending_views))
+            self.views_failing = False
+            self.pending_views.clear()
+
+    async def check_redis(self) -> None:
+        """Called every second: retry waiting standings; if Redis lost everything (restarted
+        without persistence), register the elections again and rewrite every standing this
+        worker holds. The table store rebuilds its own keys the same way."""
+        try:
+            alive = await self.redis.set(self.marker, "1", ex=3600, xx=True)
+            if not alive:
+                await self.restore()
+                await self.redis.set(self.marker, "1", ex=3600)
+        except (RedisError, OSError) as exc:
+            log.warning("Redis unreachable: %s", exc)
+            return
+        await self.write_views({})
+
+    async def restore(self) -> None:
+        """Elections and standings from this worker's memory back into Redis."""
+        for election in self.elections.known():
+            await self.redis.set(f"soiree:election:{election.election}", election.model_dump_json())
+            await self.redis.sadd("soiree:elections", election.election)
+        views: dict[str, bytes] = {}
+        for key, raw in list(self.areas.data.items()):
+            election_id, level, area = split_area_key(key.decode())
+            election = self.elections.get(election_id)
+            if election is None or raw is None:
+                continue
+            state = AreaState.from_json(orjson.loads(raw))
+            name, bureaux_total = election.areas[(level, area)]
+            standings = make_standings(election_id, level, area, name, bureaux_total, state.total, election.candidate_list)
+            views[results_key(election_id, level, area)] = orjson.dumps(standings)
+            if level == "commune":
+                for bureau, (_, tally) in state.children.items():
+                    name = election.areas[("bureau", bureau)][0]
+                    standings = make_standings(election_id, "bureau", bureau, name, 1, tally, election.candidate_list)
+                    views[results_key(election_id, "bureau", bureau)] = orjson.dumps(standings)
+        if views:
+            log.warning("Restored %d elections and %d standings into Redis", len(self.elections.known()), len(views))
+        await self.write_views(views)
 
     # -- output --------------------------------------------------------------------------
     def _write(self, area: _Area) -> None:

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "localhost:9092"
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    store: str = Field("", description="table store URL; empty: the Redis store at SOIREE_REDIS_URL; memory:// for Faust's")
     app_id: str = Field("soiree", description="Faust app id: consumer group and table namespace")
     partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
     turnout_step: float = Field(0.1, gt=0, description="turnout move, in percentage points, that makes an event")
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     def redis_dsn(self) -> str:
         """The Redis URL, secret included; never log it (use ``redis_display``)."""
         return self.redis_url.get_secret_value()
+
+    def store_url(self) -> str:
+        return self.store or self.redis_dsn()
 
     def redis_display(self) -> str:
         """The Redis URL with any password masked, safe to print."""

@@ -8,7 +8,12 @@ access would stall the event loop. Instead:
 * writes go to the dict and are marked dirty; a timer flushes them asynchronously, per
   partition, in one MULTI/EXEC that also stores the partition's changelog offset, so Redis
   never claims an offset its data does not include;
-* on restart Faust asks ``persisted_offset`` and replays only the changelog after it.
+* on restart Faust asks ``persisted_offset`` and replays only the changelog after it;
+* a worker giving partitions up flushes them before the group rebalances, so the next owner
+  loads everything; it reads a partition's data and offset in one transaction;
+* if Redis goes away, writes wait in memory and the flush retries with backoff; if Redis comes
+  back empty (restarted without persistence), the missing offset key gives it away and the
+  store writes the whole partition again from memory.
 
 Redis layout (readable by other programs, documented in the README)::
 
@@ -21,6 +26,7 @@ The braces are Redis Cluster hash tags: one partition's data and offset share a 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Iterator, Optional, Set
 
 import redis
@@ -35,7 +41,28 @@ __all__ = ["RedisStore", "partition_prefix"]
 
 #: Seconds between two flushes of dirty keys to Redis.
 FLUSH_INTERVAL = 0.2
-_ABSENT = object()
+#: Longest wait between two flush attempts while Redis is unreachable.
+MAX_BACKOFF = 5.0
+#: Fields per HSET inside the flush script (Lua's unpack has a stack limit).
+_CHUNK = 500
+
+# KEYS: data hash, offset key. ARGV: must_exist ('1': this partition's offset key was written
+# before, so its absence means Redis lost the data), offset ('' if none), number of fields to
+# set, then field/value pairs, then fields to delete. Returns 0 if the data was lost, else 1.
+_FLUSH_SCRIPT = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local sets = tonumber(ARGV[3])
+local first = 4
+local last_set = 3 + 2 * sets
+for i = first, last_set, 2 * %(chunk)d do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 2 * %(chunk)d - 1, last_set)))
+end
+for i = last_set + 1, #ARGV, %(chunk)d do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + %(chunk)d - 1, #ARGV)))
+end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+""" % {"chunk": _CHUNK}
 
 
 def partition_prefix(app_id: str, table: str, partition: int) -> str:
@@ -59,8 +86,14 @@ class RedisStore(SerializedStore):
         self._partition_of: dict[bytes, int] = {}
         self._dirty: dict[int, dict[bytes, Optional[bytes]]] = {}
         self._pending_offsets: dict[int, int] = {}
+        #: per partition: the offset read with the data at load time, then the last one written
+        self._offsets: dict[int, int] = {}
         self._loaded: set[int] = set()
         self._flush_lock = asyncio.Lock()
+        self._flush_script = self._async.register_script(_FLUSH_SCRIPT)
+        self._failures = 0
+        self._next_attempt = 0.0
+        app.on_partitions_revoked.connect(self._flush_before_revoke)
 
     # -- identity (never show a password in logs) -------------------------------------
     def _repr_info(self) -> str:
@@ -137,6 +170,9 @@ class RedisStore(SerializedStore):
 
     # -- offsets ----------------------------------------------------------------------
     def persisted_offset(self, tp: TP) -> Optional[int]:
+        """The changelog offset the loaded data includes (read with it), or None: replay it all."""
+        if tp.partition in self._loaded:
+            return self._offsets.get(tp.partition)
         raw = self._sync.get(self._prefix(tp.partition) + ":offset")
         return int(raw) if raw is not None else None
 
@@ -148,6 +184,14 @@ class RedisStore(SerializedStore):
     def _my_partitions(self, tps: Set[TP]) -> set[int]:
         topics = self.table.changelog_topic.topics
         return {tp.partition for tp in tps if tp.topic in topics}
+
+    async def _flush_before_revoke(self, sender: Any, revoked: Set[TP], **kwargs: Any) -> None:
+        """Runs before the group rejoins: the next owner must find everything in Redis."""
+        try:
+            await self.flush()
+        except (redis.RedisError, OSError) as exc:
+            self.log.error("Redis unreachable while giving up partitions of %s (%s); "
+                           "the next owner will replay their changelog", self.table_name, exc)
 
     async def on_rebalance(
         self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP], generation_id: int = 0
@@ -163,22 +207,49 @@ class RedisStore(SerializedStore):
             self._values.pop(key, None)
             self._partition_of.pop(key, None)
         self._loaded.discard(partition)
+        self._offsets.pop(partition, None)
 
     async def _load(self, partition: int) -> None:
         self._forget(partition)
-        data = await self._async.hgetall(self._prefix(partition) + ":data")
+        prefix = self._prefix(partition)
+        async with self._async.pipeline(transaction=True) as pipe:
+            pipe.hgetall(prefix + ":data")
+            pipe.get(prefix + ":offset")
+            data, offset = await pipe.execute()
         self._values.update(data)
         self._partition_of.update(dict.fromkeys(data, partition))
+        if offset is None:
+            self._offsets.pop(partition, None)
+        else:
+            self._offsets[partition] = int(offset)
         self._loaded.add(partition)
-        self.log.info("Loaded %d keys of %s partition %d from Redis", len(data), self.table_name, partition)
+        self.log.info(
+            "Loaded %d keys of %s partition %d from Redis (changelog offset %s)",
+            len(data), self.table_name, partition, offset.decode() if offset else "none: full replay",
+        )
 
     # -- flushing ----------------------------------------------------------------------
     @Service.timer(FLUSH_INTERVAL)
     async def _periodic_flush(self) -> None:
+        now = time.monotonic()
+        if now < self._next_attempt:
+            return
         try:
             await self.flush()
         except (redis.RedisError, OSError) as exc:
-            self.log.warning("Redis flush of %s failed (%s); will retry", self.table_name, exc)
+            self._failures += 1
+            delay = min(MAX_BACKOFF, FLUSH_INTERVAL * 2**self._failures)
+            self._next_attempt = now + delay
+            if self._failures == 1 or self._failures % 10 == 0:
+                self.log.warning(
+                    "Redis unreachable, %d keys of %s wait in memory (attempt %d, next in %.1f s): %s",
+                    sum(map(len, self._dirty.values())), self.table_name, self._failures, delay, exc,
+                )
+        else:
+            if self._failures:
+                self.log.warning("Redis is back after %d failed flushes of %s; state written", self._failures, self.table_name)
+            self._failures = 0
+            self._next_attempt = 0.0
 
     async def flush(self) -> None:
         """Write dirty keys and acknowledged changelog offsets, one transaction per partition."""
@@ -203,17 +274,32 @@ class RedisStore(SerializedStore):
     async def _write_partition(
         self, partition: int, changes: dict[bytes, Optional[bytes]], offset: Optional[int]
     ) -> None:
+        """One atomic script per partition: its changes and its offset, or nothing."""
+        written = await self._run_script(partition, changes, offset, must_exist=partition in self._offsets)
+        if not written:
+            self.log.error(
+                "Redis lost %s partition %d (restarted without persistence?): writing it again from memory",
+                self.table_name, partition,
+            )
+            everything: dict[bytes, Optional[bytes]] = {
+                key: self._values[key] for key, p in self._partition_of.items() if p == partition
+            }
+            offset = offset if offset is not None else self._offsets.get(partition)
+            await self._run_script(partition, everything, offset, must_exist=False)
+        if offset is not None:
+            self._offsets[partition] = offset
+
+    async def _run_script(
+        self, partition: int, changes: dict[bytes, Optional[bytes]], offset: Optional[int], must_exist: bool
+    ) -> bool:
         prefix = self._prefix(partition)
-        sets = {k: v for k, v in changes.items() if v is not None}
+        sets = [(k, v) for k, v in changes.items() if v is not None]
         deletes = [k for k, v in changes.items() if v is None]
-        async with self._async.pipeline(transaction=True) as pipe:
-            if sets:
-                pipe.hset(prefix + ":data", mapping=sets)
-            if deletes:
-                pipe.hdel(prefix + ":data", *deletes)
-            if offset is not None:
-                pipe.set(prefix + ":offset", offset)
-            await pipe.execute()
+        args: list[Any] = ["1" if must_exist else "0", "" if offset is None else str(offset), len(sets)]
+        for key, value in sets:
+            args += (key, value)
+        args += deletes
+        return bool(await self._flush_script(keys=[prefix + ":data", prefix + ":offset"], args=args))
 
     async def on_stop(self) -> None:
         try:
