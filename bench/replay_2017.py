@@ -3,7 +3,9 @@
 Baseline (same run, same broker): plain aiokafka produces the same 69,242 messages to a fresh
 topic and a plain consumer reads them all back. Soirée: one worker (already started and
 ready), the same messages published to ``bureau-results``; the clock stops when the nation's
-standings in Redis include every bureau. Usage (Kafka and Redis as configured, e.g. `soiree up`)::
+standings in Redis include every bureau. Then the worker is killed (-9) and a new one started:
+the time until it is ready measures failover. Both with the Redis store and with Faust's memory
+store (which replays the whole changelog). Usage (Kafka and Redis running, e.g. `soiree up`)::
 
     python bench/replay_2017.py [--data ../shared/data/pres2017] [--json bench/results/replay_2017.json]
 """
@@ -15,6 +17,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -71,27 +74,32 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env.update(
         SOIREE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         SOIREE_REDIS_URL=settings.redis_dsn(),
+        SOIREE_STORE=settings.store,
         SOIREE_APP_ID=settings.app_id,
         SOIREE_RESULTS_TOPIC=settings.results_topic,
         SOIREE_REJECTED_TOPIC=settings.rejected_topic,
         SOIREE_UPDATES_TOPIC=settings.updates_topic,
     )
-    handle = log.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+        env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
 
 
-def wait_ready(log: Path, worker: subprocess.Popen[bytes], timeout: float = 60) -> float:
+def wait_ready(log: Path, worker: subprocess.Popen[bytes], skip: int = 0, timeout: float = 300) -> float:
+    """Seconds until the worker logs "Worker ready" (after table recovery) past byte ``skip`` of its log."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if worker.poll() is not None:
             raise SystemExit(f"worker died; see {log}")
-        if b"Ready" in log.read_bytes() or b"ready" in log.read_bytes():
+        if b"Worker ready" in log.read_bytes()[skip:]:
             return time.monotonic() - started
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise SystemExit(f"worker not ready after {timeout} s; see {log}")
 
 
-async def soiree(settings: Settings, election: str, results: list[dict[str, Any]], rss: dict[str, int]) -> dict[str, float]:
+async def publish_and_wait(settings: Settings, election: str, results: list[dict[str, Any]]) -> dict[str, float]:
     client = redis.Redis.from_url(settings.redis_dsn())
     started = time.perf_counter()
     async with Publisher(settings) as publisher:
@@ -107,6 +115,22 @@ async def soiree(settings: Settings, election: str, results: list[dict[str, Any]
     return {"publish_s": published, "total_s": total, "per_s": len(results) / total}
 
 
+def logged_seconds(log: Path, skip: int, start: str, end: str) -> float:
+    """Seconds between the first log line containing ``start`` and the next containing ``end``."""
+    from datetime import datetime
+
+    began = None
+    for line in log.read_bytes()[skip:].decode(errors="replace").splitlines():
+        if not line.startswith("["):
+            continue
+        when = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+        if began is None and start in line:
+            began = when
+        elif began is not None and end in line:
+            return (when - began).total_seconds()
+    return float("nan")
+
+
 def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -115,55 +139,82 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/pres2017")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/replay_2017.json")
-    args = parser.parse_args()
+def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
+    """One worker with ``store``: the night, then kill -9 and the time a new worker needs to be ready."""
     tag = uuid.uuid4().hex[:6]
-    settings = Settings().model_copy(
+    election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
+    results = list(results_from_ministry(path, election.election))
+    save_election(redis.Redis.from_url(base.redis_dsn()), election)
+    settings = base.model_copy(
         update=dict(
+            store=store,
             app_id=f"bench-{tag}",
             results_topic=f"bench-{tag}-results",
             rejected_topic=f"bench-{tag}-rejected",
             updates_topic=f"bench-{tag}-updates",
         )
     )
-    path = args.data / ROUND1
-    election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
-    results = list(results_from_ministry(path, election.election))
-    payloads = [(r["bureau"].encode(), orjson.dumps(r)) for r in results]
-    save_election(redis.Redis.from_url(settings.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
-
-    base = asyncio.run(baseline(settings, payloads))
     log = ROOT / f".soiree/logs/bench-worker-{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     worker = start_worker(settings, log)
     try:
         ready = wait_ready(log, worker)
-        ours = asyncio.run(soiree(settings, election.election, results, {}))
-        rss = peak_rss_mb(worker.pid)
+        figures = asyncio.run(publish_and_wait(settings, election.election, results))
+        figures["rss_mb"] = peak_rss_mb(worker.pid)
+        time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    skip = log.stat().st_size
+    worker = start_worker(settings, log)
+    try:
+        figures["restart_ready_s"] = wait_ready(log, worker, skip)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    redis_mb = redis.Redis.from_url(settings.redis_dsn()).info("memory")["used_memory"] / 2**20
+    figures["recovery_s"] = logged_seconds(log, skip, "Setting newly assigned partitions", "Worker ready")
+    figures["first_ready_s"] = ready
+    return figures
 
-    rows = [
-        ("bureaux", f"{len(results):,}", ""),
-        ("baseline: aiokafka produce + consume", f"{base['total_s']:.2f} s", f"{base['per_s']:,.0f} msg/s"),
-        ("soirée: first publish → nation complete", f"{ours['total_s']:.2f} s", f"{ours['per_s']:,.0f} bureaux/s"),
-        ("ratio soirée / baseline (time)", f"{ours['total_s'] / base['total_s']:.1f}×", ""),
-        ("worker start → ready", f"{ready:.1f} s", ""),
-        ("worker peak RSS", f"{rss:.0f} MB", ""),
-        ("Redis used memory (whole server)", f"{redis_mb:.0f} MB", ""),
-    ]
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/pres2017")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/replay_2017.json")
+    parser.add_argument("--stores", default="redis,memory", help="comma-separated: redis (ours), memory (Faust's)")
+    args = parser.parse_args()
+    base = Settings()
+    path = args.data / ROUND1
+    results = list(results_from_ministry(path, "pres2017-t1"))
+    payloads = [(r["bureau"].encode(), orjson.dumps(r)) for r in results]
+
+    baseline_figures = asyncio.run(baseline(base, payloads))
+    stores = {"redis": "", "memory": "memory://"}
+    ours = {name: run_soiree(base, stores[name], path) for name in args.stores.split(",")}
+    redis_mb = redis.Redis.from_url(base.redis_dsn()).info("memory")["used_memory"] / 2**20
+
+    rows = [("bureaux", f"{len(results):,}", ""),
+            ("baseline: plain aiokafka produce + consume", f"{baseline_figures['total_s']:.2f} s", f"{baseline_figures['per_s']:,.0f} msg/s")]
+    for name, figures in ours.items():
+        rows += [
+            (f"{name} store: first publish → nation complete", f"{figures['total_s']:.2f} s",
+             f"{figures['per_s']:,.0f} bureaux/s, {figures['total_s'] / baseline_figures['total_s']:.1f}× baseline"),
+            (f"{name} store: restart after kill -9 → ready", f"{figures['restart_ready_s']:.2f} s",
+             "includes the wait for the killed worker's session to expire"),
+            (f"{name} store: of which partitions assigned → ready", f"{figures['recovery_s']:.2f} s", "table recovery"),
+            (f"{name} store: worker peak RSS", f"{figures['rss_mb']:.0f} MB", ""),
+        ]
+    if "redis" in ours and "memory" in ours:
+        cost = ours["redis"]["total_s"] / ours["memory"]["total_s"] - 1
+        rows.append(("redis store cost vs memory store (time)", f"{cost:+.0%}", "target: at most +20 %"))
+        rows.append(("table recovery: memory / redis", f"{ours['memory']['recovery_s'] / ours['redis']['recovery_s']:.1f}×", ""))
+    rows.append(("Redis used memory (whole server, after)", f"{redis_mb:.0f} MB", ""))
     width = max(len(r[0]) for r in rows)
     print(f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     for name, value, extra in rows:
         print(f"  {name:<{width}}  {value:>10}  {extra}")
-    report = {"bureaux": len(results), "baseline": base, "soiree": ours, "ratio": ours["total_s"] / base["total_s"],
-              "worker_ready_s": ready, "worker_peak_rss_mb": rss, "redis_used_mb": redis_mb}
+    report = {"bureaux": len(results), "baseline": baseline_figures, "soiree": ours, "redis_used_mb": redis_mb}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"  written to {args.json}")

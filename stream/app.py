@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         value_serializer="raw",
         autodiscover=False,
         producer_linger=0.005,
+        # A killed worker's partitions move once the broker stops hearing from it.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 4,
     )
     raw = dict(key_serializer="raw", value_serializer="raw")
     partitions = settings.partitions

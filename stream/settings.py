@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
     turnout_step: float = Field(0.1, gt=0, description="turnout move, in percentage points, that makes an event")
     event_levels: list[str] = Field(default_factory=lambda: list(LEVELS))
+    session_timeout: float = Field(10.0, ge=6, description="seconds before a silent worker's partitions move")
     batch_size: int = Field(2000, ge=1, description="max messages an agent handles in one batch")
     batch_window: float = Field(0.02, gt=0, description="seconds an agent waits to fill a batch")
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")

@@ -1,0 +1,113 @@
+"""The Redis table store's own contract, against the real Redis (no worker, no broker traffic)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import redis
+from faust.types import TP
+
+from stream.settings import Settings
+from stream.store import RedisStore, partition_prefix
+
+
+@dataclass
+class _Message:
+    key: bytes
+    value: bytes | None
+    partition: int
+    offset: int
+
+
+@dataclass
+class _Event:
+    message: _Message
+
+
+def make_store(settings: Settings, app_id: str) -> tuple[RedisStore, Any]:
+    app = faust.App(app_id, broker="kafka://localhost:1", store=settings.redis_dsn(), autodiscover=False)
+    table = app.Table("things", key_type=bytes, value_type=bytes, partitions=2)
+    store = table.data
+    assert isinstance(store, RedisStore), "the redis:// scheme must resolve to stream.store.RedisStore (entry point)"
+    return store, table
+
+
+def changelog(table: Any, partition: int) -> TP:
+    return TP(table.changelog_topic.get_topic_name(), partition)
+
+
+def test_store_contract(services: Settings) -> None:
+    app_id = f"store-{uuid.uuid4().hex[:6]}"
+    plain = redis.Redis.from_url(services.redis_dsn())
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        tp0, tp1 = changelog(table, 0), changelog(table, 1)
+        await store.on_rebalance({tp0, tp1}, set(), {tp0, tp1})
+        assert store.persisted_offset(tp0) is None  # nothing in Redis yet: full replay
+
+        # the changelog path (recovery) and plain get/set/del/iterate/size
+        store.apply_changelog_batch(
+            [_Event(_Message(b"a", b"1", 0, 10)), _Event(_Message(b"b", b"2", 1, 5)), _Event(_Message(b"c", b"3", 0, 11))],
+            to_key=lambda k: k,
+            to_value=lambda v: v,
+        )
+        store.apply_changelog_batch([_Event(_Message(b"c", None, 0, 12))], to_key=lambda k: k, to_value=lambda v: v)
+        assert store[b"a"] == b"1" and store[b"b"] == b"2"
+        assert b"c" not in store and len(store) == 2
+        assert sorted(store.keys()) == [b"a", b"b"] and sorted(store.items()) == [(b"a", b"1"), (b"b", b"2")]
+        store.set_persisted_offset(tp1, 6)
+        await store.flush()
+
+        # what another program sees: one hash and one offset per partition, documented layout
+        p0, p1 = partition_prefix(app_id, "things", 0), partition_prefix(app_id, "things", 1)
+        assert p0 == "soiree:{" + app_id + ":things:0}"
+        assert plain.hgetall(p0 + ":data") == {b"a": b"1"}
+        assert plain.get(p0 + ":offset") == b"12"
+        assert plain.hgetall(p1 + ":data") == {b"b": b"2"} and plain.get(p1 + ":offset") == b"6"
+
+        # a second worker taking partition 0 over starts from Redis, offset read with the data
+        other, other_table = make_store(services, app_id)
+        await other.on_rebalance({changelog(other_table, 0)}, set(), {changelog(other_table, 0)})
+        assert dict(other.items()) == {b"a": b"1"}
+        assert other.persisted_offset(changelog(other_table, 0)) == 12
+
+        # giving a partition up forgets it locally
+        await store.on_rebalance({tp0}, {tp1}, set())
+        assert dict(store.items()) == {b"a": b"1"}
+
+        # Redis restarted empty: the next flush notices the missing offset and rewrites the partition
+        plain.delete(p0 + ":data", p0 + ":offset")
+        store.apply_changelog_batch([_Event(_Message(b"d", b"4", 0, 13))], to_key=lambda k: k, to_value=lambda v: v)
+        await store.flush()
+        assert plain.hgetall(p0 + ":data") == {b"a": b"1", b"d": b"4"}
+        assert plain.get(p0 + ":offset") == b"13"
+
+        # Redis away: writes wait in memory, nothing is lost, the flush goes through later
+        working = store._flush_script
+
+        async def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise redis.ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+        store._flush_script = unreachable
+        store.apply_changelog_batch([_Event(_Message(b"e", b"5", 0, 14))], to_key=lambda k: k, to_value=lambda v: v)
+        try:
+            await store.flush()
+            raise AssertionError("the flush should have failed")
+        except (redis.RedisError, OSError):
+            pass
+        assert store[b"e"] == b"5"
+        store._flush_script = working
+        await store.flush()
+        assert plain.hget(p0 + ":data", b"e") == b"5" and plain.get(p0 + ":offset") == b"14"
+
+        # a password in the URL never shows in the store's label or repr
+        secret_app = faust.App(f"{app_id}-s", broker="kafka://localhost:1", store="redis://:hunter2@localhost:1/0", autodiscover=False)
+        secret = secret_app.Table("x", key_type=bytes, value_type=bytes).data
+        assert "hunter2" not in secret.label and "hunter2" not in repr(secret)
+
+    asyncio.run(scenario())
