@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 
 from .elections import ElectionCache
+from .kafka_config import faust_credentials
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
 from .topics import contributions_topic
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=_broker_url(settings),
+        broker_credentials=faust_credentials(settings),
         store=settings.store_url(),
         topic_partitions=settings.partitions,
         table_standby_replicas=0,  # Redis is shared: a new owner reads it, no standby needed

@@ -74,11 +74,15 @@ def down() -> None:
 
 
 @app.command()
-def worker(loglevel: str = typer.Option("warning", help="Faust log level")) -> None:
+def worker(
+    loglevel: str = typer.Option("warning", help="Faust log level"),
+    election: Optional[list[str]] = typer.Option(None, help="refuse to start unless this election is registered (repeatable)"),
+) -> None:
     """Run a Faust worker in the foreground (several may run at once)."""
     import faust
 
     from .app import create_app
+    from .elections import list_elections
     from .topics import TopicsMisconfigured, ensure_topics
 
     settings = get_settings()
@@ -87,8 +91,16 @@ def worker(loglevel: str = typer.Option("warning", help="Faust log level")) -> N
     except TopicsMisconfigured as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001
-        fail(f"Kafka is not reachable at {settings.kafka_bootstrap} ({exc}); run `soiree up` first")
-    _redis()
+        fail(f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); run `soiree up` first")
+    registered = list_elections(_redis())
+    missing = [e for e in election or [] if e not in registered]
+    if missing:
+        fail(
+            f"election {', '.join(missing)} is not registered (registered: {', '.join(registered) or 'none'}); "
+            "run `soiree election create` first"
+        )
+    if not registered:
+        err.print("[yellow]warning:[/] no election is registered yet; results will be rejected until one is")
     console.print(
         f"worker [bold]{settings.app_id}[/] on Kafka {settings.kafka_bootstrap}, Redis {settings.redis_display()}"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOIREE_", extra="ignore")
 
     kafka_bootstrap: str = "localhost:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = Field("", description="CA bundle to verify the brokers (default: system CAs)")
+    kafka_ssl_certfile: str = Field("", description="client certificate, for mutual TLS")
+    kafka_ssl_keyfile: str = ""
+    #: rediss://… for TLS, redis://:password@… or redis://user:password@… for AUTH; query options such
+    #: as ?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required are passed to redis-py
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     store: str = Field("", description="table store URL; empty: the Redis store at SOIREE_REDIS_URL; memory:// for Faust's")
     app_id: str = Field("soiree", description="Faust app id: consumer group and table namespace")
