@@ -104,6 +104,9 @@ def worker(
     console.print(
         f"worker [bold]{settings.app_id}[/] on Kafka {settings.kafka_bootstrap}, Redis {settings.redis_display()}"
     )
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the same asyncio, a faster loop
     faust_app = create_app(settings)
     sys.argv = [sys.argv[0], "worker"]
     faust.Worker(faust_app, loglevel=loglevel).execute_from_commandline()
