@@ -69,7 +69,7 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> d
     return {"produce_s": produced, "total_s": total, "per_s": len(payloads) / total}
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
         SOIREE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
@@ -82,7 +82,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
     handle = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+        [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info", *[f"--election={e}" for e in elections]],
         env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
     )
 
@@ -157,7 +157,7 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
     asyncio.run(ensure_topics(settings))
     log = ROOT / f".soiree/logs/bench-worker-{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    worker = start_worker(settings, log)
+    worker = start_worker(settings, log, election.election)
     try:
         ready = wait_ready(log, worker)
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
@@ -167,7 +167,7 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     skip = log.stat().st_size
-    worker = start_worker(settings, log)
+    worker = start_worker(settings, log, election.election)
     try:
         figures["restart_ready_s"] = wait_ready(log, worker, skip)
     finally:

@@ -108,6 +108,7 @@ def worker(
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the same asyncio, a faster loop
     faust_app = create_app(settings)
+    faust_app.pipeline.elections.preload(election or [])  # type: ignore[attr-defined]
     sys.argv = [sys.argv[0], "worker"]
     faust.Worker(faust_app, loglevel=loglevel).execute_from_commandline()
 

@@ -45,7 +45,7 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
     import redis
 
     save_election(redis.Redis.from_url(settings.redis_dsn()), scenario.election)
-    worker = _start_worker(settings)
+    worker = _start_worker(settings, scenario.election.election)
     console.print(f"worker started (pid {worker.pid}, log {settings.home / 'logs' / 'worker.log'})")
     try:
         final = asyncio.run(_live(settings, console, scenario, speed, worker))
@@ -62,12 +62,12 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
     )
 
 
-def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+def _start_worker(settings: Settings, election: str) -> subprocess.Popen[bytes]:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / "worker.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info", "--election", election],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),

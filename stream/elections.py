@@ -66,6 +66,13 @@ class ElectionCache:
         self._known[election_id] = election
         return election
 
+    def preload(self, election_ids: list[str]) -> None:
+        """Fetch and index definitions before the first report: a national roll takes a second."""
+        for election_id in election_ids:
+            election = self.get(election_id)
+            if election is not None:
+                election.areas, election.roll_by_commune, election.candidate_list  # noqa: B018 - warm caches
+
     def known(self) -> list[Election]:
         """Every definition fetched so far (re-registered if Redis loses them)."""
         return list(self._known.values())
