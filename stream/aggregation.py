@@ -84,11 +84,12 @@ class AreaState:
         self.children[child] = (version, tally)
         return True
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_children: bool = True) -> dict[str, Any]:
+        children = self.children.items() if with_children else ()
         return {
             "v": self.version,
             "t": self.total.to_json(),
-            "c": {child: [version, tally.to_json()] for child, (version, tally) in self.children.items()},
+            "c": {child: [version, tally.to_json()] for child, (version, tally) in children},
             "a": self.announced,
             "ca": self.child_announced,
         }

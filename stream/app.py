@@ -73,6 +73,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_contributions(list(events))
 
+    app.on_partitions_revoked.connect(pipeline.forget_departments)
+
     @app.timer(1.0)
     async def check_redis() -> None:
         await pipeline.check_redis()

@@ -138,6 +138,13 @@ class Election(BaseModel):
         return None
 
     @cached_property
+    def communes_of_department(self) -> dict[str, list[str]]:
+        found: dict[str, dict[str, None]] = {}
+        for entry in self.bureaux:
+            found.setdefault(entry.department, {})[entry.commune] = None
+        return {department: list(communes) for department, communes in found.items()}
+
+    @cached_property
     def roll_by_commune(self) -> dict[str, str]:
         return {entry.commune: entry.department for entry in self.bureaux}
 

@@ -101,6 +101,8 @@ class Pipeline:
     #: standings not yet written because Redis was unreachable (newest per key)
     pending_views: dict[str, bytes] = field(default_factory=dict)
     views_failing: bool = False
+    #: in-memory departments with their communes' totals (see ``_department``)
+    departments: dict[bytes, AreaState] = field(default_factory=dict)
     #: this worker's marker in Redis: when it disappears, Redis lost its data
     marker: str = field(default_factory=lambda: f"soiree:alive:{uuid.uuid4().hex}")
 
@@ -171,7 +173,7 @@ class Pipeline:
             else:
                 self._into_nation(batch, election, event, message)
         for commune in communes.values():
-            department = batch.get(commune.election, "department", commune.election.roll_by_commune[commune.area], commune.event)
+            department = self._department(batch, commune.election, commune.election.roll_by_commune[commune.area], commune.event)
             if department.state.apply(commune.area, commune.state.version, commune.state.total):
                 department.changed = True
                 department.state.version = max(department.state.version, commune.state.version)
@@ -187,6 +189,41 @@ class Pipeline:
         self._forward_to_nation(outbox, departments.values())
         await outbox.send()
         await self.write_views(views)
+
+    def _department(self, batch: _Batch, election: Election, code: str, event: EventT) -> _Area:
+        """A department, whose children (its communes' totals) live only in memory.
+
+        Written with its children, a department would be rewritten whole (hundreds of communes)
+        by every batch that touches it, and interleaved national traffic touches them all. Its
+        total is instead derived from its communes' states, which are each written atomically,
+        so it is right after any crash; only its total and what was announced are stored.
+        """
+        key = area_key(election.election, "department", code).encode()
+        area = batch.areas.get(key)
+        if area is not None:
+            area.event = event
+            return area
+        state = self.departments.get(key)
+        if state is None:
+            state = self.departments[key] = self._rebuild_department(election, key, code)
+        area = batch.areas[key] = _Area(election, "department", code, key, state, event)
+        return area
+
+    def _rebuild_department(self, election: Election, key: bytes, code: str) -> AreaState:
+        raw = self.areas.get(key)
+        stored = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
+        state = AreaState(announced=stored.announced)
+        for commune in election.communes_of_department[code]:
+            raw = self.areas.get(area_key(election.election, "commune", commune).encode())
+            if raw is not None:
+                commune_state = AreaState.from_json(orjson.loads(raw))
+                state.apply(commune, commune_state.version, commune_state.total)
+                state.version = max(state.version, commune_state.version)
+        return state
+
+    def forget_departments(self, *args: Any, **kwargs: Any) -> None:
+        """Partitions move: department totals are rebuilt from the communes the worker then holds."""
+        self.departments.clear()
 
     def _into_communes(
         self,
@@ -332,6 +369,6 @@ class Pipeline:
         that message's partition, which is the partition of the area's key)."""
         token = _current_event.set(weakref.ref(area.event))
         try:
-            self.areas[area.key] = orjson.dumps(area.state.to_json())
+            self.areas[area.key] = orjson.dumps(area.state.to_json(with_children=area.level != "department"))
         finally:
             _current_event.reset(token)

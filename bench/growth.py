@@ -1,0 +1,117 @@
+"""Benchmark: how time and memory grow with the size of the night (10k, 100k, 1M bureaux).
+
+Each size is a generated election (100 departments, 2 bureaux per commune, 6 candidates, seeded)
+replayed through one worker with the Redis store; the nation's final totals are checked against
+independent sums of what was published. Prints time, bureaux/s, worker peak RSS and the Redis
+memory the night added, per size, and the growth factor from one size to the next.
+
+    python bench/growth.py [--sizes 10000,100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.replay_2017 import peak_rss_mb, publish_and_wait, start_worker, wait_ready  # noqa: E402
+from stream.elections import save_election  # noqa: E402
+from stream.models import Election  # noqa: E402
+from stream.settings import Settings  # noqa: E402
+from stream.topics import ensure_topics  # noqa: E402
+
+CANDIDATES = ["A", "B", "C", "D", "E", "F"]
+
+
+def generated_night(size: int, seed: int = 1) -> tuple[Election, list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    election_id = f"growth-{size}-{uuid.uuid4().hex[:6]}"
+    bureaux, results = [], []
+    for i in range(size):
+        department = f"{i % 100:02d}"
+        commune = f"{department}{i // 200:05d}"  # within a department, i // 100 counts its bureaux
+        bureau = f"{commune}-{(i // 100) % 2:04d}"
+        registered = rng.randint(300, 1500)
+        bureaux.append({"bureau": bureau, "commune": commune, "department": department, "registered": registered})
+        voters = rng.randint(0, registered)
+        blank = rng.randint(0, voters // 20)
+        invalid = rng.randint(0, (voters - blank) // 20)
+        left = voters - blank - invalid
+        votes = {}
+        for candidate in CANDIDATES[:-1]:
+            votes[candidate] = rng.randint(0, left)
+            left -= votes[candidate]
+        votes[CANDIDATES[-1]] = left
+        results.append({"election": election_id, "bureau": bureau, "seq": 1, "voters": voters,
+                        "blank": blank, "invalid": invalid, "votes": votes})
+    election = Election.model_validate({
+        "election": election_id, "name": f"Generated night of {size:,} bureaux",
+        "candidates": [{"id": c, "name": c} for c in CANDIDATES], "bureaux": bureaux,
+    })
+    return election, results
+
+
+def run(size: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    settings = Settings().model_copy(update=dict(
+        app_id=f"growth-{tag}", results_topic=f"growth-{tag}-results",
+        rejected_topic=f"growth-{tag}-rejected", updates_topic=f"growth-{tag}-updates"))
+    election, results = generated_night(size)
+    client = redis.Redis.from_url(settings.redis_dsn())
+    save_election(client, election)
+    asyncio.run(ensure_topics(settings))
+    redis_before = client.info("memory")["used_memory"]
+    log = ROOT / f".soiree/logs/bench-growth-{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    worker = start_worker(settings, log, election.election)
+    try:
+        wait_ready(log, worker, timeout=900)
+        figures = asyncio.run(publish_and_wait(settings, election.election, results))
+        figures["rss_mb"] = peak_rss_mb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    nation = json.loads(client.get(f"soiree:results:{election.election}:nation:FR"))
+    expected = {c: sum(r["votes"][c] for r in results) for c in CANDIDATES}
+    assert nation["votes"] == expected and nation["voters"] == sum(r["voters"] for r in results), "totals differ"
+    figures["exact"] = 1.0
+    figures["redis_added_mb"] = (client.info("memory")["used_memory"] - redis_before) / 2**20
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench/results/growth.json")
+    args = parser.parse_args()
+    report: dict[int, dict[str, float]] = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        started = time.perf_counter()
+        report[size] = run(size)
+        print(f"  {size:>9,} bureaux: {report[size]['total_s']:8.1f} s  {report[size]['per_s']:8,.0f} bureaux/s  "
+              f"peak RSS {report[size]['rss_mb']:6.0f} MB  Redis +{report[size]['redis_added_mb']:6.0f} MB  "
+              f"exact totals  (whole step {time.perf_counter() - started:.0f} s)", flush=True)
+    sizes = sorted(report)
+    for small, big in zip(sizes, sizes[1:]):
+        factor = big / small
+        print(f"  ×{factor:g} bureaux: time ×{report[big]['total_s'] / report[small]['total_s']:.1f}, "
+              f"RSS ×{report[big]['rss_mb'] / report[small]['rss_mb']:.1f}, "
+              f"Redis ×{report[big]['redis_added_mb'] / max(report[small]['redis_added_mb'], 0.1):.1f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"  written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
