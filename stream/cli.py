@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -25,7 +26,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -149,7 +150,7 @@ def election_create(
     save_election(_redis(), definition)
     communes = {entry.commune for entry in definition.bureaux}
     console.print(
-        f"[green]✔[/] election [bold]{definition.election}[/] ({definition.name}): "
+        f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}): "
         f"{len(definition.candidates)} candidates, {len(definition.bureaux):,} bureaux, {len(communes):,} communes"
     )
 
@@ -201,9 +202,9 @@ def ingest(
     verb = "validated" if dry_run else "published"
     console.print(f"[green]{report.accepted:,} accepted[/] ({verb}), [red]{report.rejected:,} rejected[/]")
     for reason, count in report.reasons.most_common(5):
-        console.print(f"  {count:>7,} × {reason}")
+        console.print(f"  {count:>7,} × {reason}", markup=False, highlight=False)
     for example in report.examples[:5]:
-        console.print(f"  [dim]{example}[/]")
+        console.print(f"  {example}", style="dim", markup=False, highlight=False)
     if report.accepted == 0 and report.rejected:
         raise typer.Exit(2)
 

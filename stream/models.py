@@ -6,7 +6,7 @@ Everything here is pure: no Kafka, no Redis. ``parse_result`` turns raw bytes in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -37,10 +37,14 @@ __all__ = [
     "check_against_election",
     "validate_result",
     "NATION",
+    "describe_payload",
+    "make_rejection",
 ]
 
 #: No bureau counts more than this many ballots; bigger numbers are data-entry errors.
 MAX_COUNT = 10_000_000
+#: A rejection keeps at most this many characters of the payload (Kafka refuses messages > 1 MB).
+MAX_REJECTED_PAYLOAD = 65_536
 NATION = "FR"
 
 Level = Literal["bureau", "commune", "department", "nation"]
@@ -231,6 +235,8 @@ class Rejection(BaseModel):
     reason: str
     payload: str = Field(description="the original bytes, as UTF-8 text (invalid bytes escaped as \\xNN)")
     payload_utf8: bool = True
+    payload_bytes: int | None = Field(None, description="size of the original payload")
+    payload_truncated: bool = Field(False, description=f"payload cut to its first {MAX_REJECTED_PAYLOAD} characters")
     key: str | None = None
     topic: str | None = None
     partition: int | None = None
@@ -319,8 +325,24 @@ def validate_result(raw: bytes | str, elections: dict[str, Election], max_bytes:
 
 
 def describe_payload(raw: bytes) -> tuple[str, bool]:
-    """The payload as text for a rejection: (text, was_valid_utf8)."""
+    """The payload as text for a rejection: (text, was_valid_utf8); cut to ``MAX_REJECTED_PAYLOAD``
+    characters, so that the rejection itself always fits in a Kafka message."""
     try:
-        return raw.decode("utf-8"), True
+        text, is_utf8 = raw.decode("utf-8"), True
     except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="backslashreplace"), False
+        text, is_utf8 = raw.decode("utf-8", errors="backslashreplace"), False
+    return text[:MAX_REJECTED_PAYLOAD], is_utf8
+
+
+def make_rejection(raw: bytes, reason: str, **where: Any) -> Rejection:
+    """The dead letter for ``raw``: its reason, its payload (cut if huge) and where it came from."""
+    payload, is_utf8 = describe_payload(raw)
+    return Rejection(
+        reason=reason,
+        payload=payload,
+        payload_utf8=is_utf8,
+        payload_bytes=len(raw),
+        payload_truncated=len(payload) < len(raw.decode("utf-8", errors="backslashreplace")),
+        at=datetime.now(timezone.utc),
+        **where,
+    )

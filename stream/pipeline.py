@@ -27,7 +27,6 @@ import logging
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, TypeVar
 
 import orjson
@@ -40,7 +39,7 @@ from .aggregation import AreaState, Tally, area_key, split_area_key
 from .changes import detect_changes, make_standings
 from .elections import ElectionCache, ElectionsUnavailable
 from .outbox import Outbox
-from .models import NATION, Election, InvalidResult, Rejection, describe_payload, validate_result
+from .models import NATION, Election, InvalidResult, make_rejection, validate_result
 from .settings import Settings
 
 __all__ = ["Pipeline", "results_key"]
@@ -141,16 +140,13 @@ class Pipeline:
 
     def reject(self, outbox: Outbox, event: EventT, reason: str) -> None:
         message = event.message
-        payload, is_utf8 = describe_payload(message.value or b"")
-        rejection = Rejection(
-            reason=reason,
-            payload=payload,
-            payload_utf8=is_utf8,
+        rejection = make_rejection(
+            message.value or b"",
+            reason,
             key=None if message.key is None else message.key.decode("utf-8", "backslashreplace"),
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            at=datetime.now(timezone.utc),
         )
         self.counters["rejected"] += 1
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)

@@ -11,14 +11,13 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from .kafka_config import client_options
-from .models import Election, InvalidResult, Rejection, check_against_election, describe_payload, parse_result
+from .models import Election, InvalidResult, check_against_election, make_rejection, parse_result
 from .settings import Settings
 
 __all__ = ["Publisher", "IngestReport", "check_line"]
@@ -100,10 +99,7 @@ class Publisher:
         self._track(future)
 
     async def rejection(self, raw: bytes, reason: str, key: str | None = None, source: str = "ingest") -> None:
-        payload, is_utf8 = describe_payload(raw)
-        rejection = Rejection(
-            reason=reason, payload=payload, payload_utf8=is_utf8, key=key, topic=source, at=datetime.now(timezone.utc)
-        )
+        rejection = make_rejection(raw, reason, key=key, topic=source)
         future = await self._producer.send(self._rejected, key=key.encode() if key else None, value=rejection.model_dump_json().encode())
         self._track(future)
 

@@ -45,7 +45,7 @@ import orjson
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from stream.models import MAX_COUNT, Election
+from stream.models import MAX_COUNT, Election, MAX_REJECTED_PAYLOAD
 
 from .harness import ROOT, Stack
 from .traffic import bureaux_total, make_election, mismatches, random_counts, read_records, topic_size, truth
@@ -586,8 +586,8 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
     records = read_records(s, s.settings.rejected_topic)
     assert len(records) == len(invalid), f"{len(records)} rejections for {len(invalid)} invalid messages"
     pending: dict[tuple[str | None, str], list[Msg]] = defaultdict(list)
-    for m in invalid:
-        pending[(_text(m.key), _text(m.payload))].append(m)
+    for m in invalid:  # a rejection keeps the payload's first MAX_REJECTED_PAYLOAD characters
+        pending[(_text(m.key), (_text(m.payload) or "")[:MAX_REJECTED_PAYLOAD])].append(m)
     wrong: list[str] = []
     sources: set[tuple[int, int]] = set()
     worker_reasons: dict[bytes, str] = {}
@@ -598,6 +598,10 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
         if not found:
             wrong.append(f"unexpected rejection {rejection['reason']!r} of {rejection['payload'][:80]!r}")
             continue
+        if rejection["payload_bytes"] != len(found[0].payload):
+            wrong.append(f"payload_bytes {rejection['payload_bytes']} for a payload of {len(found[0].payload)} bytes")
+        if rejection["payload_truncated"] != (len(_text(found[0].payload) or "") > MAX_REJECTED_PAYLOAD):
+            wrong.append(f"payload_truncated wrong for a payload of {len(found[0].payload)} bytes")
         match = next((m for m in found if m.reason_ok(rejection["reason"])), None)
         if match is None:
             m = found[0]
@@ -729,7 +733,7 @@ def test_ingest_prints_reasons_verbatim(stack: Any, tmp_path: Path) -> None:
         ({"bureau": "[red]42-1"}, f"bureau [red]42-1: not in the roll of election {e}"),
     ]
     path = tmp_path / "markup.jsonl"
-    base = {"election": e, "bureau": bureau, "seq": 1, "voters": 1, "blank": 0, "invalid": 0}
+    base = {"election": e, "bureau": bureau, "seq": 1, "voters": 1, "blank": 0, "invalid": 0, "votes": {"MACRON": 1}}
     path.write_bytes(b"".join(dumps({**base, **change}) + b"\n" for change, _ in lines))
     env = {**s.env(), "COLUMNS": "100000", "NO_COLOR": "1", "TERM": "dumb"}
     for dry_run in (["--dry-run"], []):
