@@ -6,6 +6,7 @@ the set ``soiree:elections`` lists the ids.
 
 from __future__ import annotations
 
+import gc
 import time
 
 import redis
@@ -63,15 +64,17 @@ class ElectionCache:
         if election is None:
             self._missing_since[election_id] = time.monotonic()
             return None
+        election.areas, election.roll_by_commune, election.candidate_list  # noqa: B018 - build the indexes now
         self._known[election_id] = election
+        # A national roll is a million long-lived objects: keep them out of the garbage
+        # collector's full passes, which otherwise pause the worker for hundreds of ms.
+        gc.freeze()
         return election
 
     def preload(self, election_ids: list[str]) -> None:
         """Fetch and index definitions before the first report: a national roll takes a second."""
         for election_id in election_ids:
-            election = self.get(election_id)
-            if election is not None:
-                election.areas, election.roll_by_commune, election.candidate_list  # noqa: B018 - warm caches
+            self.get(election_id)
 
     def known(self) -> list[Election]:
         """Every definition fetched so far (re-registered if Redis loses them)."""

@@ -111,18 +111,23 @@ def _table(path: Path) -> tuple[list[str], Any, IO[str]]:
     return header, reader, handle
 
 
-def read_rows(path: Path) -> Iterator[dict[str, str]]:
-    """Every row as a dict of strings (``csv.DictReader``); the header is checked before the first row."""
-    path = Path(path)
-    header, reader, handle = _table(path)
+def _rows(path: Path, reader: Any, handle: IO[str], width: int) -> Iterator[list[str]]:
+    """The data rows, each of the header's width (else an error naming file and line); closes the file."""
     with handle:
-        width = len(header)
         for row in reader:
             if not row:
                 continue
             if len(row) != width:
                 raise MinistryFormatError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}")
-            yield dict(zip(header, row))
+            yield row
+
+
+def read_rows(path: Path) -> Iterator[dict[str, str]]:
+    """Every row as a dict of strings (``csv.DictReader``); the header is checked before the first row."""
+    path = Path(path)
+    header, reader, handle = _table(path)
+    for row in _rows(path, reader, handle, len(header)):
+        yield dict(zip(header, row))
 
 
 def candidates_of(path: Path) -> list[str]:
@@ -196,32 +201,27 @@ def election_from_ministry(path: Path, election: str, name: str | None = None) -
     )
     width = len(header)
     bureaux: list[dict[str, Any]] = []
-    with handle:
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != width:
-                raise MinistryFormatError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}")
-            department = row[i_dep]
-            commune = department + row[i_com]
-            bureau = f"{commune}-{row[i_bur]}"
-            try:
-                registered = int(row[i_reg])
-            except ValueError:
-                raise MinistryFormatError(
-                    f"{path}, line {reader.line_num} (bureau {bureau}): "
-                    f"'inscrits' is not a whole number: {row[i_reg]!r}"
-                ) from None
-            bureaux.append(
-                {
-                    "bureau": bureau,
-                    "commune": commune,
-                    "commune_name": row[i_name],
-                    "department": department,
-                    "department_name": departments.get(department, ""),
-                    "registered": registered,
-                }
-            )
+    for row in _rows(path, reader, handle, width):
+        department = row[i_dep]
+        commune = department + row[i_com]
+        bureau = f"{commune}-{row[i_bur]}"
+        try:
+            registered = int(row[i_reg])
+        except ValueError:
+            raise MinistryFormatError(
+                f"{path}, line {reader.line_num} (bureau {bureau}): "
+                f"'inscrits' is not a whole number: {row[i_reg]!r}"
+            ) from None
+        bureaux.append(
+            {
+                "bureau": bureau,
+                "commune": commune,
+                "commune_name": row[i_name],
+                "department": department,
+                "department_name": departments.get(department, ""),
+                "registered": registered,
+            }
+        )
     candidates = [{"id": c, "name": display_name(c)} for c in header[index["exprimes"] + 1 :]]
     return Election.model_validate(
         {
@@ -251,39 +251,34 @@ def results_from_ministry(
     numeric = [(c, index[c]) for c in ("inscrits", "votants", "blancs", "exprimes")]
     i_reg, i_vot, i_bla, i_exp = (i for _, i in numeric)
     width = len(header)
-    with handle:
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != width:
-                raise MinistryFormatError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {width}")
-            try:
-                registered = int(row[i_reg])
-                voters = int(row[i_vot])
-                blank = int(row[i_bla])
-                expressed = int(row[i_exp])
-                votes = dict(zip(candidates, map(int, row[first:])))
-            except ValueError:
-                bad = next(
-                    (column, row[i])
-                    for column, i in numeric + [(c, first + k) for k, c in enumerate(candidates)]
-                    if not _is_int(row[i])
-                )
-                raise MinistryFormatError(
-                    f"{path}, line {reader.line_num} (bureau {row[i_dep]}{row[i_com]}-{row[i_bur]}): "
-                    f"{bad[0]!r} is not a whole number: {bad[1]!r}"
-                ) from None
-            yield {
-                "election": election,
-                "bureau": f"{row[i_dep]}{row[i_com]}-{row[i_bur]}",
-                "seq": seq,
-                "reported_at": stamp,
-                "registered": registered,
-                "voters": voters,
-                "blank": blank,
-                "invalid": voters - blank - expressed,
-                "votes": votes,
-            }
+    for row in _rows(path, reader, handle, width):
+        try:
+            registered = int(row[i_reg])
+            voters = int(row[i_vot])
+            blank = int(row[i_bla])
+            expressed = int(row[i_exp])
+            votes = dict(zip(candidates, map(int, row[first:])))
+        except ValueError:
+            bad = next(
+                (column, row[i])
+                for column, i in numeric + [(c, first + k) for k, c in enumerate(candidates)]
+                if not _is_int(row[i])
+            )
+            raise MinistryFormatError(
+                f"{path}, line {reader.line_num} (bureau {row[i_dep]}{row[i_com]}-{row[i_bur]}): "
+                f"{bad[0]!r} is not a whole number: {bad[1]!r}"
+            ) from None
+        yield {
+            "election": election,
+            "bureau": f"{row[i_dep]}{row[i_com]}-{row[i_bur]}",
+            "seq": seq,
+            "reported_at": stamp,
+            "registered": registered,
+            "voters": voters,
+            "blank": blank,
+            "invalid": voters - blank - expressed,
+            "votes": votes,
+        }
 
 
 def _is_int(text: str) -> bool:
