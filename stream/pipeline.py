@@ -96,7 +96,6 @@ class Pipeline:
     producer: ProducerT
     contributions: str
     redis: aioredis.Redis
-    counters: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0})
     #: standings not yet written because Redis was unreachable (newest per key)
     pending_views: dict[str, bytes] = field(default_factory=dict)
     views_failing: bool = False
@@ -116,7 +115,6 @@ class Pipeline:
                 self.reject(outbox, event, str(exc))
                 continue
             by_department.setdefault((election, department), []).append(row)
-        self.counters["accepted"] += sum(len(rows) for rows in by_department.values())
         for (election, department), rows in by_department.items():
             message = {"e": election, "l": "department", "a": department, "c": rows}
             outbox.add(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
@@ -148,7 +146,6 @@ class Pipeline:
             partition=message.partition,
             offset=message.offset,
         )
-        self.counters["rejected"] += 1
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         outbox.add(self.settings.rejected_topic, message.key, rejection.model_dump_json().encode())
 
@@ -158,7 +155,7 @@ class Pipeline:
         outbox = Outbox(self.producer)
         bureaux: list[tuple[_Area, str, int, Tally]] = []
         communes: dict[bytes, _Area] = {}
-        departments: dict[bytes, _Area] = {}
+        touched_departments: dict[bytes, _Area] = {}
         for event in events:
             message = orjson.loads(event.message.value)
             election = await self._waiting_for_redis(self.elections.get, message["e"])
@@ -174,7 +171,7 @@ class Pipeline:
                 department.changed = True
                 department.state.version = max(department.state.version, commune.state.version)
                 department.cause = commune.cause or department.cause
-            departments[department.key] = department
+            touched_departments[department.key] = department
         views: dict[str, bytes] = {}
         for commune, bureau, seq, tally in bureaux:
             self._announce_bureau(outbox, commune, bureau, seq, tally, views)
@@ -182,7 +179,7 @@ class Pipeline:
             if area.changed:
                 self._announce(outbox, area, views)
                 self._write(area)
-        self._forward_to_nation(outbox, departments.values())
+        self._forward_to_nation(outbox, touched_departments.values())
         await outbox.send()
         await self.write_views(views)
 
