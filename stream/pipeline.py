@@ -27,7 +27,7 @@ import logging
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -103,6 +103,7 @@ class Pipeline:
     departments: dict[bytes, AreaState] = field(default_factory=dict)
     #: this worker's marker in Redis: when it disappears, Redis lost its data
     marker: str = field(default_factory=lambda: f"soiree:alive:{uuid.uuid4().hex}")
+    marker_set: bool = False
 
     # -- hop 1: bureau-results ------------------------------------------------------------
     async def on_results(self, events: list[EventT]) -> None:
@@ -323,8 +324,9 @@ class Pipeline:
         without persistence), register the elections again and rewrite every standing this
         worker holds. The table store rebuilds its own keys the same way."""
         try:
-            alive = await self.redis.set(self.marker, "1", ex=3600, xx=True)
-            if not alive:
+            if not self.marker_set:
+                self.marker_set = bool(await self.redis.set(self.marker, "1", ex=3600))
+            elif not await self.redis.set(self.marker, "1", ex=3600, xx=True):
                 await self.restore()
                 await self.redis.set(self.marker, "1", ex=3600)
         except (RedisError, OSError) as exc:
@@ -333,28 +335,44 @@ class Pipeline:
         await self.write_views({})
 
     async def restore(self) -> None:
-        """Elections and standings from this worker's memory back into Redis."""
-        for election in self.elections.known():
-            await self.redis.set(f"soiree:election:{election.election}", election.model_dump_json())
-            await self.redis.sadd("soiree:elections", election.election)
-        views: dict[str, bytes] = {}
-        for key, raw in list(self.areas.data.items()):
-            election_id, level, area = split_area_key(key.decode())
-            election = self.elections.get(election_id)
-            if election is None or raw is None:
-                continue
-            state = AreaState.from_json(orjson.loads(raw))
-            name, bureaux_total = election.areas[(level, area)]
-            standings = make_standings(election_id, level, area, name, bureaux_total, state.total, election.candidate_list)
-            views[results_key(election_id, level, area)] = orjson.dumps(standings)
-            if level == "commune":
-                for bureau, (_, tally) in state.children.items():
-                    name = election.areas[("bureau", bureau)][0]
-                    standings = make_standings(election_id, "bureau", bureau, name, 1, tally, election.candidate_list)
-                    views[results_key(election_id, "bureau", bureau)] = orjson.dumps(standings)
-        if views:
-            log.warning("Restored %d elections and %d standings into Redis", len(self.elections.known()), len(views))
-        await self.write_views(views)
+        """Elections and standings from this worker's memory back into a wiped Redis.
+
+        Written with SET NX: the agents keep running meanwhile, and a standing they wrote since
+        the wipe is newer than the one computed here."""
+        restored = 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for election in self.elections.known():
+                pipe.set(f"soiree:election:{election.election}", election.model_dump_json(), nx=True)
+                pipe.sadd("soiree:elections", election.election)
+            for count, (key, raw) in enumerate(list(self.areas.data.items())):
+                if count % 1000 == 999:
+                    await asyncio.sleep(0)  # a national night is ~100,000 standings: let the agents run
+                election_id, level, area = split_area_key(key.decode())
+                election = self.elections.get(election_id)
+                if election is None or raw is None:
+                    continue
+                state = self.departments.get(key) if level == "department" else None
+                state = state or AreaState.from_json(orjson.loads(raw))
+                for view_key, standings in self._standings_of(election, level, area, state):
+                    pipe.set(view_key, orjson.dumps(standings), nx=True)
+                    restored += 1
+            await pipe.execute()
+        log.warning("Redis had lost its data: restored %d elections and %d standings", len(self.elections.known()), restored)
+
+    @staticmethod
+    def _standings_of(election: Election, level: str, area: str, state: AreaState) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The standings of an area, and of its bureaux for a commune."""
+        name, bureaux_total = election.areas[(level, area)]
+        candidates = election.candidate_list
+        yield results_key(election.election, level, area), make_standings(
+            election.election, level, area, name, bureaux_total, state.total, candidates
+        )
+        if level == "commune":
+            for bureau, (_, tally) in state.children.items():
+                name = election.areas[("bureau", bureau)][0]
+                yield results_key(election.election, "bureau", bureau), make_standings(
+                    election.election, "bureau", bureau, name, 1, tally, candidates
+                )
 
     # -- output --------------------------------------------------------------------------
     def _write(self, area: _Area) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -39,8 +41,12 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
             except KafkaError as exc:  # created meanwhile by another process
                 if "TopicAlreadyExists" not in type(exc).__name__:
                     raise
-        described = await admin.describe_topics([results])
-        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        for _ in range(50):  # a topic just created may show no partitions for a moment
+            described = await admin.describe_topics([results])
+            partitions = {d["topic"]: len(d["partitions"]) for d in described}
+            if partitions.get(results):
+                break
+            await asyncio.sleep(0.1)
         if partitions.get(results) != settings.partitions:
             raise TopicsMisconfigured(
                 f"topic {results} has {partitions.get(results)} partitions but SOIREE_PARTITIONS={settings.partitions}; "
