@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
             await pipeline.on_contributions(list(events))
 
     app.on_partitions_revoked.connect(pipeline.forget_departments)
+    # The marker goes in before anything is consumed: a Redis wiped at any later moment shows.
+    redis.Redis.from_url(settings.redis_dsn()).set(pipeline.marker, "1", ex=3600)
+    pipeline.marker_set = True
 
     @app.timer(1.0)
     async def check_redis() -> None:

@@ -155,6 +155,7 @@ class Pipeline:
         batch = _Batch(self.areas)
         outbox = Outbox(self.producer)
         bureaux: list[tuple[_Area, str, int, Tally]] = []
+        bureaux_again: list[tuple[_Area, str]] = []
         communes: dict[bytes, _Area] = {}
         touched_departments: dict[bytes, _Area] = {}
         for event in events:
@@ -163,7 +164,7 @@ class Pipeline:
             if election is None:
                 self.reject(outbox, event, f"contribution for unknown election {message['e']!r}")
             elif message["l"] == "department":
-                self._into_communes(batch, election, event, message, bureaux, communes)
+                self._into_communes(batch, election, event, message, bureaux, bureaux_again, communes)
             else:
                 self._into_nation(batch, election, event, message)
         for commune in communes.values():
@@ -173,16 +174,30 @@ class Pipeline:
                 department.state.version = max(department.state.version, commune.state.version)
                 department.cause = commune.cause or department.cause
             touched_departments[department.key] = department
+        # Outputs first, state last: the state records what was announced, so it is written only
+        # once the events are in Kafka. A crash in between re-delivers the batch, which then
+        # changes the state again and announces again (at least once). Standings of everything
+        # the batch touched are rewritten, changed or not, so a re-delivery repairs them too.
         views: dict[str, bytes] = {}
         for commune, bureau, seq, tally in bureaux:
             self._announce_bureau(outbox, commune, bureau, seq, tally, views)
+        for commune, bureau in bureaux_again:
+            view_key, standings = self._bureau_standings(commune.election, bureau, commune.state.children[bureau][1])
+            views[view_key] = orjson.dumps(standings)
         for area in batch.areas.values():
             if area.changed:
                 self._announce(outbox, area, views)
-                self._write(area)
+            else:
+                view_key, standings = self._area_standings(area.election, area.level, area.area, area.state.total)
+                views[view_key] = orjson.dumps(standings)
         self._forward_to_nation(outbox, touched_departments.values())
-        await outbox.send()
+        delivered = await outbox.send()
+        if delivered:
+            await asyncio.gather(*delivered)
         await self.write_views(views)
+        for area in batch.areas.values():
+            if area.changed:
+                self._write(area)
 
     def _department(self, batch: _Batch, election: Election, code: str, event: EventT) -> _Area:
         """A department, whose children (its communes' totals) live only in memory.
@@ -226,6 +241,7 @@ class Pipeline:
         event: EventT,
         message: dict[str, Any],
         bureaux: list[tuple[_Area, str, int, Tally]],
+        bureaux_again: list[tuple[_Area, str]],
         communes: dict[bytes, _Area],
     ) -> None:
         offset = event.message.offset
@@ -238,6 +254,8 @@ class Pipeline:
                 commune.state.version = offset
                 commune.cause = {"bureau": bureau, "seq": seq}
                 bureaux.append((commune, bureau, seq, tally))
+            else:
+                bureaux_again.append((commune, bureau))
             communes[commune.key] = commune
 
     def _into_nation(self, batch: _Batch, election: Election, event: EventT, message: dict[str, Any]) -> None:
@@ -261,32 +279,27 @@ class Pipeline:
     # -- announcing ----------------------------------------------------------------------
     def _announce_bureau(self, outbox: Outbox, commune: _Area, bureau: str, seq: int, tally: Tally, views: dict[str, bytes]) -> None:
         """A bureau's own events; what was said about it is kept in its commune's state."""
-        election = commune.election
-        name = election.areas[("bureau", bureau)][0]
+        view_key, standings = self._bureau_standings(commune.election, bureau, tally)
         announced = commune.state.child_announced.get(bureau, {})
-        standings = make_standings(election.election, "bureau", bureau, name, 1, tally, election.candidate_list)
         cause = {"bureau": bureau, "seq": seq}
         events, commune.state.child_announced[bureau] = detect_changes(
             announced, standings, tally, self.settings.turnout_step, cause
         )
-        self._publish(outbox, election.election, "bureau", bureau, standings, events, views)
+        self._publish(outbox, view_key, bureau, standings, events, views)
 
     def _announce(self, outbox: Outbox, area: _Area, views: dict[str, bytes]) -> None:
-        election, state = area.election, area.state
-        name, bureaux_total = election.areas[(area.level, area.area)]
-        standings = make_standings(
-            election.election, area.level, area.area, name, bureaux_total, state.total, election.candidate_list
-        )
+        state = area.state
+        view_key, standings = self._area_standings(area.election, area.level, area.area, state.total)
         events, state.announced = detect_changes(
             state.announced, standings, state.total, self.settings.turnout_step, area.cause
         )
-        self._publish(outbox, election.election, area.level, area.area, standings, events, views)
+        self._publish(outbox, view_key, area.area, standings, events, views)
 
     def _publish(
-        self, outbox: Outbox, election: str, level: str, area: str, standings: dict[str, Any], events: list[dict[str, Any]], views: dict[str, bytes]
+        self, outbox: Outbox, view_key: str, area: str, standings: dict[str, Any], events: list[dict[str, Any]], views: dict[str, bytes]
     ) -> None:
-        views[results_key(election, level, area)] = orjson.dumps(standings)
-        if level in self.settings.event_levels:
+        views[view_key] = orjson.dumps(standings)
+        if standings["level"] in self.settings.event_levels:
             for change in events:
                 outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
 
@@ -360,19 +373,23 @@ class Pipeline:
         log.warning("Redis had lost its data: restored %d elections and %d standings", len(self.elections.known()), restored)
 
     @staticmethod
-    def _standings_of(election: Election, level: str, area: str, state: AreaState) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The standings of an area, and of its bureaux for a commune."""
+    def _area_standings(election: Election, level: str, area: str, total: Tally) -> tuple[str, dict[str, Any]]:
         name, bureaux_total = election.areas[(level, area)]
-        candidates = election.candidate_list
-        yield results_key(election.election, level, area), make_standings(
-            election.election, level, area, name, bureaux_total, state.total, candidates
-        )
+        standings = make_standings(election.election, level, area, name, bureaux_total, total, election.candidate_list)
+        return results_key(election.election, level, area), standings
+
+    @staticmethod
+    def _bureau_standings(election: Election, bureau: str, tally: Tally) -> tuple[str, dict[str, Any]]:
+        name = election.areas[("bureau", bureau)][0]
+        standings = make_standings(election.election, "bureau", bureau, name, 1, tally, election.candidate_list)
+        return results_key(election.election, "bureau", bureau), standings
+
+    def _standings_of(self, election: Election, level: str, area: str, state: AreaState) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The standings of an area, and of its bureaux for a commune."""
+        yield self._area_standings(election, level, area, state.total)
         if level == "commune":
             for bureau, (_, tally) in state.children.items():
-                name = election.areas[("bureau", bureau)][0]
-                yield results_key(election.election, "bureau", bureau), make_standings(
-                    election.election, "bureau", bureau, name, 1, tally, candidates
-                )
+                yield self._bureau_standings(election, bureau, tally)
 
     # -- output --------------------------------------------------------------------------
     def _write(self, area: _Area) -> None:
