@@ -36,9 +36,13 @@ ROUND_FILES = {
 
 
 def pres2017_dir() -> Path:
-    """Where the 2017 data lives: $SOIREE_PRES2017_DIR, else ``../shared/data/pres2017``."""
+    """Where the 2017 data lives: $SOIREE_PRES2017_DIR, else ``../shared/data/pres2017`` next to the
+    checkout, else ``/work/shared/data/pres2017`` (a clone elsewhere on the development machine)."""
     configured = os.environ.get("SOIREE_PRES2017_DIR")
-    return Path(configured) if configured else ROOT.parent / "shared/data/pres2017"
+    if configured:
+        return Path(configured)
+    candidates = [ROOT.parent / "shared/data/pres2017", Path("/work/shared/data/pres2017")]
+    return next((c for c in candidates if (c / ROUND_FILES[1]).is_file()), candidates[0])
 
 
 class Stack:
