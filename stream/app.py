@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
-        producer_linger=0.005,
+        producer_linger=0.0,
         # A killed worker's partitions move once the broker stops hearing from it.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
