@@ -26,9 +26,6 @@ class Outbox:
     def add(self, topic: str, key: bytes | None, value: bytes) -> None:
         self._messages.setdefault(topic, []).append((key, value))
 
-    def __len__(self) -> int:
-        return sum(len(messages) for messages in self._messages.values())
-
     async def send(self) -> list[asyncio.Future[Any]]:
         """Queue everything; returns the delivery futures (Faust's commit waits for them anyway)."""
         aio = self._producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer

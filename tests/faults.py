@@ -29,7 +29,7 @@ from stream.models import Election
 from stream.settings import Settings
 
 from .harness import Stack
-from .test_messy_nights import event_figures, fresh_versions, interleave, per_area, reachable
+from .test_messy_nights import event_figures, event_shape_problems, fresh_versions, interleave, per_area, reachable
 from .traffic import (
     Record,
     Total,
@@ -456,18 +456,7 @@ def check_events(s: Stack, night: BigNight, topic: Topic, events: list[dict[str,
                 problems.append(f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}")
             if not 1 <= event["bureaux_reported"] <= event["bureaux_total"]:
                 problems.append(f"{where}: bureaux_reported {event['bureaux_reported']}/{event['bureaux_total']}")
-            if event["turnout"] is not None and not 0 <= event["turnout"] <= 100:
-                problems.append(f"{where}: turnout {event['turnout']}")
-            if event["margin"] < 0 or (event["margin"] == 0) != (event["leader"] is None):
-                problems.append(f"{where}: margin {event['margin']} with leader {event['leader']!r}")
-            if event["tied"] is not None and (len(event["tied"]) < 2 or event["leader"] is not None):
-                problems.append(f"{where}: tied {event['tied']} with leader {event['leader']!r}")
-            cause = event["cause"] or {}
-            bureau, seq = cause.get("bureau"), cause.get("seq")
-            if bureau not in election.roll or (level, area) not in areas_of(election, bureau):
-                problems.append(f"{where}: cause {cause} is not a bureau of the area")
-            elif seq not in fresh[bureau]:
-                problems.append(f"{where}: cause {cause} is a version that was never sent or was stale")
+            problems += event_shape_problems(where, event, election, level, area, fresh)
         if lead != (final.leader, final.tied):
             problems.append(f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}")
         if (completes >= 1) != (final.bureaux_reported == final.bureaux_total):

@@ -277,6 +277,27 @@ def event_figures(event: dict[str, Any]) -> Figures:
     return Figures(event["leader"], tied, event["margin"], event["turnout"], event["bureaux_reported"])
 
 
+def event_shape_problems(
+    where: str, event: dict[str, Any], election: Election, level: str, area: str, fresh: Any
+) -> list[str]:
+    """What every event must satisfy on its own: turnout in range, margin and tie consistent with
+    the leader, a cause that is a bureau of the area at a version that was fresh when sent."""
+    problems: list[str] = []
+    if event["turnout"] is not None and not 0 <= event["turnout"] <= 100:
+        problems.append(f"{where}: turnout {event['turnout']}")
+    if event["margin"] < 0 or (event["margin"] == 0) != (event["leader"] is None):
+        problems.append(f"{where}: margin {event['margin']} with leader {event['leader']!r}")
+    if event["tied"] is not None and (len(event["tied"]) < 2 or event["leader"] is not None):
+        problems.append(f"{where}: tied {event['tied']} with leader {event['leader']!r}")
+    cause = event["cause"] or {}
+    bureau, seq = cause.get("bureau"), cause.get("seq")
+    if bureau not in election.roll or (level, area) not in areas_of(election, bureau):
+        problems.append(f"{where}: cause {cause} is not a bureau of the area")
+    elif seq not in fresh[bureau]:
+        problems.append(f"{where}: cause {cause} is a version that was never sent or was stale")
+    return problems
+
+
 def check_story(s: Stack, night: Night, events: list[dict[str, Any]], expected: dict[tuple[str, str], Total]) -> None:
     """What the events of an area are guaranteed to say, whatever the batching, and is asserted:
 
@@ -341,18 +362,7 @@ def check_story(s: Stack, night: Night, events: list[dict[str, Any]], expected: 
             if not reported <= event["bureaux_reported"] <= event["bureaux_total"] or event["bureaux_reported"] < 1:
                 problems.append(f"{where}: bureaux_reported {reported} -> {event['bureaux_reported']}/{event['bureaux_total']}")
             reported = max(reported, event["bureaux_reported"])
-            if event["turnout"] is not None and not 0 <= event["turnout"] <= 100:
-                problems.append(f"{where}: turnout {event['turnout']}")
-            if event["margin"] < 0 or (event["margin"] == 0) != (event["leader"] is None):
-                problems.append(f"{where}: margin {event['margin']} with leader {event['leader']!r}")
-            if event["tied"] is not None and (len(event["tied"]) < 2 or event["leader"] is not None):
-                problems.append(f"{where}: tied {event['tied']} with leader {event['leader']!r}")
-            cause = event["cause"] or {}
-            bureau, seq = cause.get("bureau"), cause.get("seq")
-            if bureau not in election.roll or (level, area) not in areas_of(election, bureau):
-                problems.append(f"{where}: cause {cause} is not a bureau of the area")
-            elif seq not in fresh[bureau]:
-                problems.append(f"{where}: cause {cause} is a version that was never sent or was stale")
+            problems += event_shape_problems(where, event, election, level, area, fresh)
         if lead != (final.leader, final.tied):
             problems.append(f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}")
         if completes > 1 or (completes == 1) != (final.bureaux_reported == final.bureaux_total):
