@@ -3,7 +3,8 @@
 ::
 
     bureau-results ──► route_results ──(invalid)──► bureau-results-rejected
-                           │ valid reports, one message per department per batch
+   (record batches,        │ valid reports, one message per department per batch
+    stream/router.py)      │
                            ▼
                  <app>-contributions ──► tally_areas ──► table areas (communes, departments, nation)
                            ▲                 │ │
@@ -20,6 +21,7 @@ import redis.asyncio as aioredis
 from .elections import ElectionCache
 from .kafka_config import faust_credentials
 from .pipeline import Pipeline
+from .router import ResultRouter
 from .settings import Settings, get_settings
 from .topics import contributions_topic
 
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         value_serializer="raw",
         autodiscover=False,
         producer_linger=0.0,
+        # A contribution holds up to a routing batch of reports: buffer a few hundred, not 4096.
+        stream_buffer_maxsize=256,
         # A killed worker's partitions move once the broker stops hearing from it.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
@@ -60,13 +64,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
         contributions=contributions_topic(settings),
         redis=aioredis.Redis.from_url(settings.redis_dsn()),
     )
-    results = app.topic(settings.results_topic, partitions=partitions, **raw)
     contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
 
-    @app.agent(results, name="route_results")
-    async def route_results(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await pipeline.on_results(list(events))
+    router = ResultRouter(settings, pipeline)
+
+    @app.task
+    async def route_results() -> None:
+        """Started once the tables are recovered; cancelled when the worker stops."""
+        await router.run()
 
     @app.agent(contributions, name="tally_areas")
     async def tally_areas(stream: faust.StreamT) -> None:

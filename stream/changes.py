@@ -22,16 +22,17 @@ EPSILON = 1e-9
 
 
 def leader_of(votes: dict[str, int]) -> tuple[str | None, list[str] | None, int]:
-    """(leader, tied, margin): nobody leads without votes; a shared lead is a tie with margin 0."""
-    ranked = sorted(votes.items(), key=lambda item: (-item[1], item[0]))
-    if not ranked or ranked[0][1] == 0:
+    """(leader, tied, margin): nobody leads without votes; a shared lead is a tie with margin 0
+    (the tied candidates in id order)."""
+    counts = sorted(votes.values(), reverse=True)  # runs per area and message: no key functions
+    if not counts or counts[0] == 0:
         return None, None, 0
-    top = ranked[0][1]
-    tied = [candidate for candidate, count in ranked if count == top]
-    if len(tied) > 1:
-        return None, tied, 0
-    runner_up = ranked[1][1] if len(ranked) > 1 else 0
-    return ranked[0][0], None, top - runner_up
+    top = counts[0]
+    runner_up = counts[1] if len(counts) > 1 else 0
+    if runner_up == top:
+        return None, sorted(candidate for candidate, count in votes.items() if count == top), 0
+    leader = next(candidate for candidate, count in votes.items() if count == top)
+    return leader, None, top - runner_up
 
 
 def turnout_of(total: Tally) -> float | None:
@@ -81,13 +82,14 @@ def detect_changes(
     total: Tally,
     step: float,
     cause: dict[str, Any] | None,
-    at: datetime | None = None,
+    at: datetime | str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Events (``UpdateEvent`` dicts) for the move from ``announced`` to ``standings``, and the new
     ``announced``.
 
     ``announced`` holds ``leader``, ``tied``, ``turnout`` (unrounded) and ``complete``; an empty
     dict means nothing was said yet, so the first leader and first turnout are events too.
+    ``at`` (a time, or its ISO-8601 text when a batch shares one) defaults to now.
     """
     events: list[dict[str, Any]] = []
     now = dict(announced)
@@ -104,7 +106,7 @@ def detect_changes(
         "previous_turnout": None,
         "bureaux_reported": standings["bureaux_reported"],
         "bureaux_total": standings["bureaux_total"],
-        "at": (at or datetime.now(timezone.utc)).isoformat(),
+        "at": at if isinstance(at, str) else (at or datetime.now(timezone.utc)).isoformat(),
         "cause": cause,
     }
 

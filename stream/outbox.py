@@ -9,11 +9,23 @@ Faust flushes the same producer before it commits offsets, so at-least-once stil
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from typing import Any
 
+from aiokafka.partitioner import murmur2
 from faust.types import ProducerT
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "partition_of"]
+
+
+@lru_cache(maxsize=1 << 18)
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2, as Java clients, aiokafka and Faust compute it).
+
+    Cached: murmur2 is pure Python in aiokafka, and an area's key is used by every message
+    about it (a bureau's three first events, a commune's total in every batch).
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Outbox:
@@ -33,9 +45,9 @@ class Outbox:
         for topic, messages in self._messages.items():
             await aio.client._wait_on_metadata(topic)
             by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
-            partitions = sorted(aio.client.cluster.partitions_for_topic(topic))
+            count = len(aio.client.cluster.partitions_for_topic(topic))
             for key, value in messages:
-                partition = self._producer.key_partition(topic, key).partition if key is not None else partitions[0]
+                partition = partition_of(key, count) if key is not None else 0
                 by_partition.setdefault(partition, []).append((key, value))
             for partition, items in by_partition.items():
                 batch = aio.create_batch()

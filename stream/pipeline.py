@@ -26,8 +26,9 @@ import asyncio
 import logging
 import uuid
 import weakref
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -41,6 +42,18 @@ from .elections import ElectionCache, ElectionsUnavailable
 from .outbox import Outbox
 from .models import NATION, Election, InvalidResult, make_rejection, validate_result
 from .settings import Settings
+
+
+
+class Record(Protocol):
+    """What hop 1 and rejections need of a Kafka message (aiokafka's ``ConsumerRecord`` and
+    Faust's ``Message`` both are one)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 __all__ = ["Pipeline", "results_key"]
 
@@ -105,27 +118,29 @@ class Pipeline:
     marker: str = field(default_factory=lambda: f"soiree:alive:{uuid.uuid4().hex}")
     marker_set: bool = False
 
-    # -- hop 1: bureau-results ------------------------------------------------------------
-    async def on_results(self, events: list[EventT]) -> None:
+    # -- hop 1: bureau-results (records read by ``router.ResultRouter``) ---------------------
+    async def on_results(self, records: list[Record]) -> None:
+        """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
         outbox = Outbox(self.producer)
         by_department: dict[tuple[str, str], list[list[Any]]] = {}
-        for event in events:
+        for record in records:
             try:
-                election, department, row = await self._waiting_for_redis(self._validate, event)
+                election, department, row = await self._waiting_for_redis(self._validate, record)
             except InvalidResult as exc:
-                self.reject(outbox, event, str(exc))
+                self.reject(outbox, record, str(exc))
                 continue
             by_department.setdefault((election, department), []).append(row)
         for (election, department), rows in by_department.items():
             message = {"e": election, "l": "department", "a": department, "c": rows}
             outbox.add(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
-        await outbox.send()
+        delivered = await outbox.send()
+        if delivered:
+            await asyncio.gather(*delivered)
 
-    def _validate(self, event: EventT) -> tuple[str, str, list[Any]]:
+    def _validate(self, record: Record) -> tuple[str, str, list[Any]]:
         """(election, department, [bureau, seq, tally]) of a valid report, or InvalidResult."""
-        message = event.message
-        result = validate_result(message.value or b"", self.elections, self.settings.max_message_bytes)
-        key = message.key.decode("utf-8", "replace") if message.key is not None else None
+        result = validate_result(record.value or b"", self.elections, self.settings.max_message_bytes)
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
         if key != result.bureau:
             raise InvalidResult(
                 f"bureau {result.bureau}: message key {key!r} must be the bureau id "
@@ -137,8 +152,7 @@ class Pipeline:
         tally = Tally.of_result(result, entry.registered)
         return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]
 
-    def reject(self, outbox: Outbox, event: EventT, reason: str) -> None:
-        message = event.message
+    def reject(self, outbox: Outbox, message: Record, reason: str) -> None:
         rejection = make_rejection(
             message.value or b"",
             reason,
@@ -152,17 +166,35 @@ class Pipeline:
 
     # -- hop 2: contributions ------------------------------------------------------------
     async def on_contributions(self, events: list[EventT]) -> None:
+        """Tally what the agent took, in chunks of about ``batch_size`` reports.
+
+        One contribution carries up to a whole routing batch, so a few hundred of them can hold
+        a night: a chunk bounds the events held in memory and the time before the first goes
+        out. Chunks end between messages: the versions passed upwards are the messages'.
+        """
+        chunk: list[tuple[EventT, dict[str, Any]]] = []
+        reports = 0
+        for event in events:
+            message = orjson.loads(event.message.value)
+            chunk.append((event, message))
+            reports += len(message["c"])
+            if reports >= self.settings.batch_size:
+                await self._tally(chunk)
+                chunk, reports = [], 0
+        if chunk:
+            await self._tally(chunk)
+
+    async def _tally(self, messages: list[tuple[EventT, dict[str, Any]]]) -> None:
         batch = _Batch(self.areas)
         outbox = Outbox(self.producer)
         bureaux: list[tuple[_Area, str, int, Tally]] = []
         bureaux_again: list[tuple[_Area, str]] = []
         communes: dict[bytes, _Area] = {}
         touched_departments: dict[bytes, _Area] = {}
-        for event in events:
-            message = orjson.loads(event.message.value)
+        for event, message in messages:
             election = await self._waiting_for_redis(self.elections.get, message["e"])
             if election is None:
-                self.reject(outbox, event, f"contribution for unknown election {message['e']!r}")
+                self.reject(outbox, event.message, f"contribution for unknown election {message['e']!r}")
             elif message["l"] == "department":
                 self._into_communes(batch, election, event, message, bureaux, bureaux_again, communes)
             else:
@@ -179,14 +211,15 @@ class Pipeline:
         # changes the state again and announces again (at least once). Standings of everything
         # the batch touched are rewritten, changed or not, so a re-delivery repairs them too.
         views: dict[str, bytes] = {}
+        at = datetime.now(timezone.utc).isoformat()  # one time for the batch's events
         for commune, bureau, seq, tally in bureaux:
-            self._announce_bureau(outbox, commune, bureau, seq, tally, views)
+            self._announce_bureau(outbox, commune, bureau, seq, tally, views, at)
         for commune, bureau in bureaux_again:
             view_key, standings = self._bureau_standings(commune.election, bureau, commune.state.children[bureau][1])
             views[view_key] = orjson.dumps(standings)
         for area in batch.areas.values():
             if area.changed:
-                self._announce(outbox, area, views)
+                self._announce(outbox, area, views, at)
             else:
                 view_key, standings = self._area_standings(area.election, area.level, area.area, area.state.total)
                 views[view_key] = orjson.dumps(standings)
@@ -277,21 +310,23 @@ class Pipeline:
             outbox.add(self.contributions, area_key(election, "nation", NATION).encode(), orjson.dumps(message))
 
     # -- announcing ----------------------------------------------------------------------
-    def _announce_bureau(self, outbox: Outbox, commune: _Area, bureau: str, seq: int, tally: Tally, views: dict[str, bytes]) -> None:
+    def _announce_bureau(
+        self, outbox: Outbox, commune: _Area, bureau: str, seq: int, tally: Tally, views: dict[str, bytes], at: str
+    ) -> None:
         """A bureau's own events; what was said about it is kept in its commune's state."""
         view_key, standings = self._bureau_standings(commune.election, bureau, tally)
         announced = commune.state.child_announced.get(bureau, {})
         cause = {"bureau": bureau, "seq": seq}
         events, commune.state.child_announced[bureau] = detect_changes(
-            announced, standings, tally, self.settings.turnout_step, cause
+            announced, standings, tally, self.settings.turnout_step, cause, at
         )
         self._publish(outbox, view_key, bureau, standings, events, views)
 
-    def _announce(self, outbox: Outbox, area: _Area, views: dict[str, bytes]) -> None:
+    def _announce(self, outbox: Outbox, area: _Area, views: dict[str, bytes], at: str) -> None:
         state = area.state
         view_key, standings = self._area_standings(area.election, area.level, area.area, state.total)
         events, state.announced = detect_changes(
-            state.announced, standings, state.total, self.settings.turnout_step, area.cause
+            state.announced, standings, state.total, self.settings.turnout_step, area.cause, at
         )
         self._publish(outbox, view_key, area.area, standings, events, views)
 
