@@ -131,6 +131,13 @@ def logged_seconds(log: Path, skip: int, start: str, end: str) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -160,7 +167,9 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
     worker = start_worker(settings, log, election.election)
     try:
         ready = wait_ready(log, worker)
+        cpu_before = cpu_seconds(worker.pid)
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
+        figures["worker_cpu_s"] = cpu_seconds(worker.pid) - cpu_before
         figures["rss_mb"] = peak_rss_mb(worker.pid)
         time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
     finally:
@@ -200,6 +209,8 @@ def main() -> None:
         rows += [
             (f"{name} store: first publish → nation complete", f"{figures['total_s']:.2f} s",
              f"{figures['per_s']:,.0f} bureaux/s, {figures['total_s'] / baseline_figures['total_s']:.1f}× baseline"),
+            (f"{name} store: worker CPU time for the night", f"{figures['worker_cpu_s']:.2f} s",
+             f"{figures['worker_cpu_s'] / figures['total_s']:.0%} of one core"),
             (f"{name} store: restart after kill -9 → ready", f"{figures['restart_ready_s']:.2f} s",
              "includes the wait for the killed worker's session to expire"),
             (f"{name} store: of which partitions assigned → ready", f"{figures['recovery_s']:.2f} s", "table recovery"),

@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         value_serializer="raw",
         autodiscover=False,
         producer_linger=0.0,
+        producer_max_batch_size=512 * 1024,
         # A contribution holds up to a routing batch of reports: buffer a few hundred, not 4096.
         stream_buffer_maxsize=256,
         # A killed worker's partitions move once the broker stops hearing from it.

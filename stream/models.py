@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping, Protocol
 
 import orjson
 from pydantic import (
@@ -295,7 +295,21 @@ def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
         raise InvalidResult(prefix + reasons) from None
 
 
-def check_against_election(result: BureauResult, election: Election | None) -> None:
+class KnownElection(Protocol):
+    """What the roll checks need: a ``models.Election``, or the worker's ``ElectionIndex``."""
+
+    election: str
+    candidate_ids: frozenset[str]
+
+    @property
+    def roll(self) -> Mapping[str, Any]: ...
+
+
+class ElectionLookup(Protocol):
+    def get(self, election_id: str, /) -> KnownElection | None: ...
+
+
+def check_against_election(result: BureauResult, election: KnownElection | None) -> None:
     """The rules that need the roll; raise ``InvalidResult`` on the first broken one."""
     if election is None or election.election != result.election:
         raise InvalidResult(f"bureau {result.bureau}: unknown election {result.election!r}")
@@ -317,7 +331,7 @@ def check_against_election(result: BureauResult, election: Election | None) -> N
         )
 
 
-def validate_result(raw: bytes | str, elections: dict[str, Election], max_bytes: int = 65536) -> BureauResult:
+def validate_result(raw: bytes | str, elections: ElectionLookup, max_bytes: int = 65536) -> BureauResult:
     """``parse_result`` then ``check_against_election``: the full contract for one payload."""
     result = parse_result(raw, max_bytes)
     check_against_election(result, elections.get(result.election))

@@ -38,9 +38,9 @@ from faust.types import EventT, ProducerT, TableT
 
 from .aggregation import AreaState, Tally, area_key, split_area_key
 from .changes import detect_changes, make_standings
-from .elections import ElectionCache, ElectionsUnavailable
+from .elections import ElectionCache, ElectionIndex, ElectionsUnavailable
 from .outbox import Outbox
-from .models import NATION, Election, InvalidResult, make_rejection, validate_result
+from .models import NATION, InvalidResult, make_rejection, validate_result
 from .settings import Settings
 
 
@@ -70,7 +70,7 @@ def results_key(election: str, level: str, area: str) -> str:
 class _Area:
     """An area loaded for one batch: its state, and what the batch did to it."""
 
-    election: Election
+    election: ElectionIndex
     level: str
     area: str
     key: bytes
@@ -87,7 +87,7 @@ class _Batch:
     table: TableT
     areas: dict[bytes, _Area] = field(default_factory=dict)
 
-    def get(self, election: Election, level: str, area: str, event: EventT) -> _Area:
+    def get(self, election: ElectionIndex, level: str, area: str, event: EventT) -> _Area:
         key = area_key(election.election, level, area).encode()
         found = self.areas.get(key)
         if found is None:
@@ -232,7 +232,7 @@ class Pipeline:
             if area.changed:
                 self._write(area)
 
-    def _department(self, batch: _Batch, election: Election, code: str, event: EventT) -> _Area:
+    def _department(self, batch: _Batch, election: ElectionIndex, code: str, event: EventT) -> _Area:
         """A department, whose children (its communes' totals) live only in memory.
 
         Written with its children, a department would be rewritten whole (hundreds of communes)
@@ -251,7 +251,7 @@ class Pipeline:
         area = batch.areas[key] = _Area(election, "department", code, key, state, event)
         return area
 
-    def _rebuild_department(self, election: Election, key: bytes, code: str) -> AreaState:
+    def _rebuild_department(self, election: ElectionIndex, key: bytes, code: str) -> AreaState:
         raw = self.areas.get(key)
         stored = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
         state = AreaState(announced=stored.announced)
@@ -270,7 +270,7 @@ class Pipeline:
     def _into_communes(
         self,
         batch: _Batch,
-        election: Election,
+        election: ElectionIndex,
         event: EventT,
         message: dict[str, Any],
         bureaux: list[tuple[_Area, str, int, Tally]],
@@ -291,7 +291,7 @@ class Pipeline:
                 bureaux_again.append((commune, bureau))
             communes[commune.key] = commune
 
-    def _into_nation(self, batch: _Batch, election: Election, event: EventT, message: dict[str, Any]) -> None:
+    def _into_nation(self, batch: _Batch, election: ElectionIndex, event: EventT, message: dict[str, Any]) -> None:
         nation = batch.get(election, "nation", NATION, event)
         for department, version, tally_json, cause in message["c"]:
             if nation.state.apply(department, version, Tally.from_json(tally_json)):
@@ -390,7 +390,7 @@ class Pipeline:
         restored = 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for election in self.elections.known():
-                pipe.set(f"soiree:election:{election.election}", election.model_dump_json(), nx=True)
+                pipe.set(f"soiree:election:{election.election}", election.definition_json(), nx=True)
                 pipe.sadd("soiree:elections", election.election)
             for count, (key, raw) in enumerate(list(self.areas.data.items())):
                 if count % 1000 == 999:
@@ -408,18 +408,18 @@ class Pipeline:
         log.warning("Redis had lost its data: restored %d elections and %d standings", len(self.elections.known()), restored)
 
     @staticmethod
-    def _area_standings(election: Election, level: str, area: str, total: Tally) -> tuple[str, dict[str, Any]]:
+    def _area_standings(election: ElectionIndex, level: str, area: str, total: Tally) -> tuple[str, dict[str, Any]]:
         name, bureaux_total = election.areas[(level, area)]
         standings = make_standings(election.election, level, area, name, bureaux_total, total, election.candidate_list)
         return results_key(election.election, level, area), standings
 
     @staticmethod
-    def _bureau_standings(election: Election, bureau: str, tally: Tally) -> tuple[str, dict[str, Any]]:
+    def _bureau_standings(election: ElectionIndex, bureau: str, tally: Tally) -> tuple[str, dict[str, Any]]:
         name = election.areas[("bureau", bureau)][0]
         standings = make_standings(election.election, "bureau", bureau, name, 1, tally, election.candidate_list)
         return results_key(election.election, "bureau", bureau), standings
 
-    def _standings_of(self, election: Election, level: str, area: str, state: AreaState) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _standings_of(self, election: ElectionIndex, level: str, area: str, state: AreaState) -> Iterator[tuple[str, dict[str, Any]]]:
         """The standings of an area, and of its bureaux for a commune."""
         yield self._area_standings(election, level, area, state.total)
         if level == "commune":
