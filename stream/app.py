@@ -49,8 +49,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
         producer_linger=0.0,
         producer_max_batch_size=512 * 1024,
-        # A contribution holds up to a routing batch of reports: buffer a few hundred, not 4096.
-        stream_buffer_maxsize=256,
         # A killed worker's partitions move once the broker stops hearing from it.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
@@ -67,12 +65,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
 
-    router = ResultRouter(settings, pipeline)
-
-    @app.task
-    async def route_results() -> None:
-        """Started once the tables are recovered; cancelled when the worker stops."""
-        await router.run()
+    app.add_dependency(ResultRouter(settings, pipeline))  # hop 1, route_results: starts and stops with the app
 
     @app.agent(contributions, name="tally_areas")
     async def tally_areas(stream: faust.StreamT) -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from mode import Service
 
 from .kafka_config import client_options
 from .pipeline import Pipeline
@@ -36,16 +39,21 @@ def router_group(settings: Settings) -> str:
     return f"{settings.app_id}-router"
 
 
-class ResultRouter:
-    """Reads ``bureau-results`` batch by batch and hands each batch to ``Pipeline.on_results``."""
+class ResultRouter(Service):
+    """Reads ``bureau-results`` batch by batch and hands each batch to ``Pipeline.on_results``.
 
-    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+    A ``mode`` service added to the Faust app: it starts and stops with the worker.
+    """
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.settings = settings
         self.pipeline = pipeline
+        self._consumer: AIOKafkaConsumer | None = None
 
-    def _consumer(self) -> AIOKafkaConsumer:
+    async def on_start(self) -> None:
         settings = self.settings
-        return AIOKafkaConsumer(
+        self._consumer = AIOKafkaConsumer(
             settings.results_topic,
             group_id=router_group(settings),
             enable_auto_commit=False,
@@ -55,19 +63,20 @@ class ResultRouter:
             heartbeat_interval_ms=int(settings.session_timeout * 250),
             **client_options(settings),
         )
+        await self._consumer.start()
 
-    async def run(self) -> None:
-        """Route until cancelled (the worker stopping)."""
-        consumer = self._consumer()
-        await consumer.start()
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    @Service.task
+    async def _route_batches(self) -> None:
+        assert self._consumer is not None
         window_ms = max(1, int(self.settings.batch_window * 1000))
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=window_ms, max_records=self.settings.batch_size)
-                if batch:
-                    await self._route(consumer, batch)
-        finally:
-            await consumer.stop()
+        while not self.should_stop:
+            batch = await self._consumer.getmany(timeout_ms=window_ms, max_records=self.settings.batch_size)
+            if batch:
+                await self._route(self._consumer, batch)
 
     async def _route(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         records = [record for records in batch.values() for record in records]
@@ -77,7 +86,10 @@ class ResultRouter:
             # Outputs not acknowledged (the broker is away): read the batch again, later.
             log.warning("Routing %d reports failed, retrying in 1 s: %r", len(records), exc)
             for partition, records in batch.items():
-                consumer.seek(partition, records[0].offset)
+                try:
+                    consumer.seek(partition, records[0].offset)
+                except IllegalStateError:
+                    pass  # no longer ours: the new owner reads it from the last commit
             await asyncio.sleep(1.0)
             return
         offsets = {partition: OffsetAndMetadata(records[-1].offset + 1, "") for partition, records in batch.items()}
