@@ -111,3 +111,21 @@ def test_store_contract(services: Settings) -> None:
         assert "hunter2" not in secret.label and "hunter2" not in repr(secret)
 
     asyncio.run(scenario())
+
+
+def test_values_are_kept_at_their_own_size(services: Settings) -> None:
+    """orjson's bytes carry their growth buffer (~10x a 3 kB value); the store must not keep it."""
+    import tracemalloc
+
+    import orjson
+
+    store, _ = make_store(services, f"store-{uuid.uuid4().hex[:6]}")
+    tracemalloc.start()
+    values = [orjson.dumps({"state": "x" * 3000, "n": n}) for n in range(200)]
+    for n, value in enumerate(values):
+        store._set(f"k{n}".encode(), value, partition=0)
+    del values
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held < 200 * 3000 * 1.5, f"{held / 200:.0f} bytes held per 3 kB value"
+    assert orjson.loads(store[b"k7"])["n"] == 7
