@@ -1,9 +1,11 @@
 """Benchmark: how time and memory grow with the size of the night (10k, 100k, 1M bureaux).
 
 Each size is a generated election (100 departments, 2 bureaux per commune, 6 candidates, seeded)
-replayed through one worker with the Redis store; the nation's final totals are checked against
-independent sums of what was published. Prints time, bureaux/s, worker peak RSS and the Redis
-memory the night added, per size, and the growth factor from one size to the next.
+replayed through one worker with the Redis store, reports interleaved across the country as on a
+real night; the nation's final totals are checked against independent sums of what was
+published. Baseline, per size and in the same run: plain aiokafka producing and consuming the
+same messages. Prints time, bureaux/s, worker CPU time, worker RSS when ready and at its peak,
+the Redis memory the night added, and the growth factor from one size to the next.
 
     python bench/growth.py [--sizes 10000,100000,1000000]
 """
@@ -25,7 +27,9 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import peak_rss_mb, publish_and_wait, start_worker, wait_ready  # noqa: E402
+import orjson  # noqa: E402
+
+from bench.replay_2017 import baseline, cpu_seconds, peak_rss_mb, publish_and_wait, start_worker, wait_ready  # noqa: E402
 from stream.elections import save_election  # noqa: E402
 from stream.models import Election  # noqa: E402
 from stream.settings import Settings  # noqa: E402
@@ -62,6 +66,14 @@ def generated_night(size: int, seed: int = 1) -> tuple[Election, list[dict[str, 
     return election, results
 
 
+def current_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run(size: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     settings = Settings().model_copy(update=dict(
@@ -74,11 +86,19 @@ def run(size: int) -> dict[str, float]:
     redis_before = client.info("memory")["used_memory"]
     log = ROOT / f".soiree/logs/bench-growth-{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    payloads = [(r["bureau"].encode(), orjson.dumps(r)) for r in results]
+    base = asyncio.run(baseline(settings, payloads))
+    del payloads
     worker = start_worker(settings, log, election.election)
     try:
         wait_ready(log, worker, timeout=900)
+        ready_rss = current_rss_mb(worker.pid)
+        cpu_before = cpu_seconds(worker.pid)
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
+        figures["worker_cpu_s"] = cpu_seconds(worker.pid) - cpu_before
         figures["rss_mb"] = peak_rss_mb(worker.pid)
+        figures["ready_rss_mb"] = ready_rss
+        figures["baseline_s"] = base["total_s"]
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -99,14 +119,18 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         started = time.perf_counter()
         report[size] = run(size)
-        print(f"  {size:>9,} bureaux: {report[size]['total_s']:8.1f} s  {report[size]['per_s']:8,.0f} bureaux/s  "
-              f"peak RSS {report[size]['rss_mb']:6.0f} MB  Redis +{report[size]['redis_added_mb']:6.0f} MB  "
+        f = report[size]
+        print(f"  {size:>9,} bureaux: {f['total_s']:8.1f} s (baseline {f['baseline_s']:.1f} s, "
+              f"{f['total_s'] / f['baseline_s']:.0f}×)  {f['per_s']:8,.0f} bureaux/s  worker CPU {f['worker_cpu_s']:.0f} s  "
+              f"RSS ready {f['ready_rss_mb']:.0f} MB, peak {f['rss_mb']:.0f} MB  Redis +{f['redis_added_mb']:.0f} MB  "
               f"exact totals  (whole step {time.perf_counter() - started:.0f} s)", flush=True)
     sizes = sorted(report)
     for small, big in zip(sizes, sizes[1:]):
         factor = big / small
         print(f"  ×{factor:g} bureaux: time ×{report[big]['total_s'] / report[small]['total_s']:.1f}, "
-              f"RSS ×{report[big]['rss_mb'] / report[small]['rss_mb']:.1f}, "
+              f"baseline ×{report[big]['baseline_s'] / report[small]['baseline_s']:.1f}, "
+              f"worker CPU ×{report[big]['worker_cpu_s'] / report[small]['worker_cpu_s']:.1f}, "
+              f"peak RSS ×{report[big]['rss_mb'] / report[small]['rss_mb']:.1f}, "
               f"Redis ×{report[big]['redis_added_mb'] / max(report[small]['redis_added_mb'], 0.1):.1f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

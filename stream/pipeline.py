@@ -1,11 +1,11 @@
-"""What the agents do with a batch of messages: validate, route, tally, announce, pass upwards.
+"""What the two hops do with a batch of messages: validate, route, tally, announce, pass upwards.
 
 Two hops, so that a whole night is a few thousand internal messages, not hundreds of thousands:
 
-1. ``route_results`` (on ``bureau-results``, keyed by bureau): validate each report, reject the
-   invalid, and send the valid ones, one message per department per batch, to the
-   contributions topic keyed by that department. It keeps no state.
-2. ``tally_areas`` (on the contributions topic):
+1. ``route_results`` (on ``bureau-results``, keyed by bureau; read by ``router.ResultRouter``):
+   validate each report, reject the invalid, and send the valid ones, one message per
+   department per batch, to the contributions topic keyed by that department. It keeps no state.
+2. ``tally_areas`` (the Faust agent on the contributions topic):
    * a department's message: each bureau's report goes into its commune (table ``areas``,
      child = bureau, version = ``seq``), each touched commune into its department (version =
      the offset of the message that last changed the commune); then one message per batch
