@@ -12,10 +12,21 @@ import asyncio
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import ProducerT
 
-__all__ = ["Outbox", "partition_of"]
+__all__ = ["Outbox", "dumps", "partition_of"]
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes at their own size, for messages held until a batch is sent.
+
+    orjson returns bytes that keep its whole growth buffer (at least 4 kB, 32 kB behind a 3 kB
+    document). A batch holds thousands of events and standings: held as orjson returns them,
+    each costs fresh memory pages, and keeping 6,000 events took 15-60 µs each instead of 1.5 µs.
+    """
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 @lru_cache(maxsize=1 << 18)

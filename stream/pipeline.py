@@ -39,7 +39,7 @@ from faust.types import EventT, ProducerT, TableT
 from .aggregation import AreaState, Tally, area_key, split_area_key
 from .changes import detect_changes, make_standings
 from .elections import ElectionCache, ElectionIndex, ElectionsUnavailable
-from .outbox import Outbox
+from .outbox import Outbox, dumps
 from .models import NATION, InvalidResult, make_rejection, validate_result
 from .settings import Settings
 
@@ -132,7 +132,7 @@ class Pipeline:
             by_department.setdefault((election, department), []).append(row)
         for (election, department), rows in by_department.items():
             message = {"e": election, "l": "department", "a": department, "c": rows}
-            outbox.add(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
+            outbox.add(self.contributions, area_key(election, "department", department).encode(), dumps(message))
         delivered = await outbox.send()
         if delivered:
             await asyncio.gather(*delivered)
@@ -216,13 +216,13 @@ class Pipeline:
             self._announce_bureau(outbox, commune, bureau, seq, tally, views, at)
         for commune, bureau in bureaux_again:
             view_key, standings = self._bureau_standings(commune.election, bureau, commune.state.children[bureau][1])
-            views[view_key] = orjson.dumps(standings)
+            views[view_key] = dumps(standings)
         for area in batch.areas.values():
             if area.changed:
                 self._announce(outbox, area, views, at)
             else:
                 view_key, standings = self._area_standings(area.election, area.level, area.area, area.state.total)
-                views[view_key] = orjson.dumps(standings)
+                views[view_key] = dumps(standings)
         self._forward_to_nation(outbox, touched_departments.values())
         delivered = await outbox.send()
         if delivered:
@@ -307,7 +307,7 @@ class Pipeline:
             by_election.setdefault(department.election.election, []).append(row)
         for election, rows in by_election.items():
             message = {"e": election, "l": "nation", "a": NATION, "c": rows}
-            outbox.add(self.contributions, area_key(election, "nation", NATION).encode(), orjson.dumps(message))
+            outbox.add(self.contributions, area_key(election, "nation", NATION).encode(), dumps(message))
 
     # -- announcing ----------------------------------------------------------------------
     def _announce_bureau(
@@ -333,10 +333,10 @@ class Pipeline:
     def _publish(
         self, outbox: Outbox, view_key: str, area: str, standings: dict[str, Any], events: list[dict[str, Any]], views: dict[str, bytes]
     ) -> None:
-        views[view_key] = orjson.dumps(standings)
+        views[view_key] = dumps(standings)
         if standings["level"] in self.settings.event_levels:
             for change in events:
-                outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
+                outbox.add(self.settings.updates_topic, area.encode(), dumps(change))
 
     # -- Redis outages ---------------------------------------------------------------------
     async def _waiting_for_redis(self, call: Callable[[Any], T], arg: Any) -> T:
@@ -402,7 +402,7 @@ class Pipeline:
                 state = self.departments.get(key) if level == "department" else None
                 state = state or AreaState.from_json(orjson.loads(raw))
                 for view_key, standings in self._standings_of(election, level, area, state):
-                    pipe.set(view_key, orjson.dumps(standings), nx=True)
+                    pipe.set(view_key, dumps(standings), nx=True)
                     restored += 1
             await pipe.execute()
         log.warning("Redis had lost its data: restored %d elections and %d standings", len(self.elections.known()), restored)
