@@ -1,15 +1,15 @@
-"""The Faust app: topics, the ``areas`` table and the two agents, wired to ``Pipeline``.
+"""The Faust app: topics, the ``areas`` table, the two agents and the router, wired to ``Pipeline``.
 
 ::
 
     bureau-results ──► route_results ──(invalid)──► bureau-results-rejected
    (record batches,        │ valid reports, one message per department per batch
-    stream/router.py)      │
-                           ▼
-                 <app>-contributions ──► tally_areas ──► table areas (communes, departments, nation)
-                           ▲                 │ │
-                           └─────────────────┘ └──► election-updates (events, keyed by area)
-                   departments' totals to the nation      + standings in Redis (soiree:results:...)
+    stream/router.py)      ▼
+                 <app>-contributions ──► tally_areas ──┬──► table areas (communes, departments, nation)
+                                              │        ├──► election-updates (events, keyed by area)
+                                              ▼        └──► standings in Redis (soiree:results:...)
+                 <app>-nation-contributions ──► tally_nation (the same, for the nation's key)
+                  departments' totals
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .kafka_config import faust_credentials
 from .pipeline import Pipeline
 from .router import ResultRouter
 from .settings import Settings, get_settings
-from .topics import contributions_topic
+from .topics import contributions_topic, nation_topic
 
 __all__ = ["create_app"]
 
@@ -61,14 +61,29 @@ def create_app(settings: Settings | None = None) -> faust.App:
         areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
         producer=app.producer,
         contributions=contributions_topic(settings),
+        nation=nation_topic(settings),
         redis=aioredis.Redis.from_url(settings.redis_dsn()),
     )
     contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
+    nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, **raw)
 
-    app.add_dependency(ResultRouter(settings, pipeline))  # hop 1, route_results: starts and stops with the app
+    router = ResultRouter(settings, pipeline)
+    app.add_dependency(router)  # hop 1, route_results: starts and stops with the app
+
+    @app.task
+    async def start_routing() -> None:
+        """App tasks start once the tables are recovered: only then does the router produce."""
+        router.tables_ready.set()
 
     @app.agent(contributions, name="tally_areas")
     async def tally_areas(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await pipeline.on_contributions(list(events))
+
+    # The same work for the nation's messages, as an agent of its own: with its own stream
+    # buffer the nation never waits behind reports that pile up (a catch-up, a burst).
+    @app.agent(nation, name="tally_nation")
+    async def tally_nation(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_contributions(list(events))
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import orjson
+from aiokafka import TopicPartition
 from aiokafka.partitioner import murmur2
 from faust.types import ProducerT
 
@@ -39,17 +40,22 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+#: Called with (topic-partition, offset of its last record) once a record batch is acknowledged.
+OnDelivered = Callable[[TopicPartition, int], None]
+
+
 class Outbox:
-    """Messages gathered during one batch; ``send`` hands them to Kafka in key order per partition."""
+    """Messages gathered during one batch; ``send`` hands them to Kafka in order per partition."""
 
     def __init__(self, producer: ProducerT) -> None:
         self._producer = producer
-        self._messages: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        self._messages: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
 
-    def add(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._messages.setdefault(topic, []).append((key, value))
+    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        """Queue a message; its partition is the key's (Kafka's default partitioner) unless given."""
+        self._messages.setdefault(topic, []).append((key, value, partition))
 
-    async def send(self) -> list[asyncio.Future[Any]]:
+    async def send(self, on_delivered: OnDelivered | None = None) -> list[asyncio.Future[Any]]:
         """Queue everything; returns the delivery futures (Faust's commit waits for them anyway)."""
         aio = self._producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
         futures: list[asyncio.Future[Any]] = []
@@ -57,16 +63,33 @@ class Outbox:
             await aio.client._wait_on_metadata(topic)
             by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
             count = len(aio.client.cluster.partitions_for_topic(topic))
-            for key, value in messages:
-                partition = partition_of(key, count) if key is not None else 0
+            for key, value, partition in messages:
+                if partition is None:
+                    partition = partition_of(key, count) if key is not None else 0
                 by_partition.setdefault(partition, []).append((key, value))
             for partition, items in by_partition.items():
-                batch = aio.create_batch()
+                batch, records = aio.create_batch(), 0
                 for key, value in items:
                     if batch.append(key=key, value=value, timestamp=None) is None:
-                        futures.append(await aio.send_batch(batch, topic, partition=partition))
-                        batch = aio.create_batch()
+                        futures.append(await self._send_batch(aio, batch, topic, partition, records, on_delivered))
+                        batch, records = aio.create_batch(), 0
                         batch.append(key=key, value=value, timestamp=None)
-                futures.append(await aio.send_batch(batch, topic, partition=partition))
+                    records += 1
+                futures.append(await self._send_batch(aio, batch, topic, partition, records, on_delivered))
         self._messages.clear()
         return futures
+
+    @staticmethod
+    async def _send_batch(
+        aio: Any, batch: Any, topic: str, partition: int, records: int, on_delivered: OnDelivered | None
+    ) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await aio.send_batch(batch, topic, partition=partition)
+        if on_delivered is not None:
+
+            def delivered(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result() is not None:
+                    first = done.result().offset  # a record batch's metadata is its first record's
+                    on_delivered(TopicPartition(topic, partition), first + records - 1)
+
+            future.add_done_callback(delivered)
+        return future

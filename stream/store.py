@@ -182,7 +182,7 @@ class RedisStore(SerializedStore):
 
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
         # Called when a changelog write is acknowledged; stored at the next flush.
-        self._pending_offsets[tp.partition] = offset
+        self._pending_offsets[tp.partition] = max(offset, self._pending_offsets.get(tp.partition, -1))
 
     # -- partitions come and go ---------------------------------------------------------
     def _my_partitions(self, tps: Set[TP]) -> set[int]:

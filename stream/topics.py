@@ -10,12 +10,21 @@ from aiokafka.errors import KafkaError
 from .kafka_config import client_options
 from .settings import Settings
 
-__all__ = ["contributions_topic", "ensure_topics", "TopicsMisconfigured"]
+__all__ = ["contributions_topic", "nation_topic", "ensure_topics", "TopicsMisconfigured"]
 
 
 def contributions_topic(settings: Settings) -> str:
-    """Internal topic carrying each area's total up to its parent area."""
+    """Internal topic carrying routed reports to their department's partition."""
     return f"{settings.app_id}-contributions"
+
+
+def nation_topic(settings: Settings) -> str:
+    """Internal topic carrying departments' totals to the nation's partition.
+
+    Separate from the reports so that, when reports pile up (a worker catching up, a burst),
+    the nation's updates do not queue behind them: the agent reads both topics in turn.
+    """
+    return f"{settings.app_id}-nation-contributions"
 
 
 class TopicsMisconfigured(RuntimeError):

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -60,6 +61,7 @@ class Stack:
         self.redis = redis.Redis.from_url(self.settings.redis_dsn())
         self.log_dir = log_dir
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.background: list[threading.Thread] = []  # publishers a test runs while it injects faults
         asyncio.run(ensure_topics(self.settings))
 
     # -- environment of a worker process ------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,11 +25,17 @@ BUREAUX = 69_242
 
 
 def replay_round1(s: Stack, data_dir: Path) -> str:
+    """Register round 1, start a worker and publish the night from a thread: the faults must
+    strike while the worker is busy, and a fast worker can finish while a blocking publish is
+    still reading the file."""
     path = data_dir / ROUND_FILES[1]
     election = election_from_ministry(path, f"pres2017-t1-{uuid.uuid4().hex[:6]}")
     s.register(election)
     s.start_worker()
-    s.publish(results_from_ministry(path, election.election))
+    results = list(results_from_ministry(path, election.election))
+    publisher = threading.Thread(target=s.publish, args=(results,), daemon=True)
+    publisher.start()
+    s.background.append(publisher)
     return election.election
 
 
@@ -41,6 +48,9 @@ def reported(s: Stack, election: str) -> int:
 
 
 def assert_exact(s: Stack, election: str, data_dir: Path) -> None:
+    for publisher in s.background:
+        publisher.join(timeout=300)
+        assert not publisher.is_alive(), "publishing the night did not finish"
     s.wait_until(lambda: reported(s, election) == BUREAUX, 600, "all bureaux in the nation's total")
     assert_equal_to_official(s.standings(election, "nation", "FR"), official_nation(data_dir, 1), "nation")
     for code, official in official_departments(data_dir, 1).items():
