@@ -6,11 +6,12 @@ Two hops, so that a whole night is a few thousand internal messages, not hundred
    validate each report, reject the invalid, and send the valid ones, one message per
    department per batch, to the contributions topic keyed by that department. It keeps no state.
 2. ``tally_areas`` (the Faust agent on the contributions topic):
-   * a department's message: each bureau's report goes into its commune (table ``areas``,
-     child = bureau, version = ``seq``), each touched commune into its department (version =
-     the offset of the message that last changed the commune); then one message per batch
-     carries every touched department to the nation's key;
-   * a nation message: each department into the nation.
+   each bureau's report goes into its commune (table ``areas``, child = bureau, version =
+   ``seq``), each touched commune into its department (version = the offset of the message
+   that last changed the commune); then one message per batch carries every touched department
+   to the nation's key, on the nation topic;
+3. ``tally_nation`` (the same code, as a second agent on the nation topic): each department
+   into the nation.
 
 One rule makes at-least-once delivery safe: every area a batch touched passes its *whole*
 current total, with its version, to its parent, changed or not. A parent keeps per child the
