@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
-from bench.replay_2017 import baseline, cpu_seconds, peak_rss_mb, publish_and_wait, start_worker, wait_ready  # noqa: E402
+from bench.replay_2017 import (  # noqa: E402
+    baseline, cpu_seconds, peak_rss_mb, publish_and_wait, start_worker, status_mb, wait_ready,
+)
 from stream.elections import save_election  # noqa: E402
 from stream.models import Election  # noqa: E402
 from stream.settings import Settings  # noqa: E402
@@ -66,14 +68,6 @@ def generated_night(size: int, seed: int = 1) -> tuple[Election, list[dict[str, 
     return election, results
 
 
-def current_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run(size: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     settings = Settings().model_copy(update=dict(
@@ -92,7 +86,7 @@ def run(size: int) -> dict[str, float]:
     worker = start_worker(settings, log, election.election)
     try:
         wait_ready(log, worker, timeout=900)
-        ready_rss = current_rss_mb(worker.pid)
+        ready_rss = status_mb(worker.pid, "VmRSS")
         cpu_before = cpu_seconds(worker.pid)
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
         figures["worker_cpu_s"] = cpu_seconds(worker.pid) - cpu_before

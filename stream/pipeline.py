@@ -29,6 +29,7 @@ import uuid
 import weakref
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import orjson
@@ -453,7 +454,7 @@ class Pipeline:
             _current_event.reset(token)
         changelog.add(self._changelog_topic, area.key, value, partition=area.event.message.partition)
 
-    @property
+    @cached_property
     def _changelog_topic(self) -> str:
         return self.areas.changelog_topic.get_topic_name()
 

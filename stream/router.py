@@ -92,14 +92,14 @@ class ResultRouter(Service):
         except KafkaError as exc:
             # Outputs not acknowledged (the broker is away): read the batch again, later.
             log.warning("Routing %d reports failed, retrying in 1 s: %r", len(records), exc)
-            for partition, records in batch.items():
+            for partition, routed in batch.items():
                 try:
-                    consumer.seek(partition, records[0].offset)
+                    consumer.seek(partition, routed[0].offset)
                 except IllegalStateError:
                     pass  # no longer ours: the new owner reads it from the last commit
             await asyncio.sleep(1.0)
             return
-        offsets = {partition: OffsetAndMetadata(records[-1].offset + 1, "") for partition, records in batch.items()}
+        offsets = {partition: OffsetAndMetadata(routed[-1].offset + 1, "") for partition, routed in batch.items()}
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
