@@ -200,6 +200,10 @@ def _alive(pid: int, name: str) -> bool:
         if done == pid:
             _children.pop(pid, None)
             return False
+        if pid in _children:
+            # Our own child, still running. Right after the fork its cmdline is still ours (the
+            # exec has not happened yet), which the marker check below took for a dead service.
+            return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -50,7 +50,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
             except KafkaError as exc:  # created meanwhile by another process
                 if "TopicAlreadyExists" not in type(exc).__name__:
                     raise
-        for _ in range(50):  # a topic just created may show no partitions for a moment
+        for _ in range(300):  # a topic just created may show no partitions for a while (a broker just started)
             described = await admin.describe_topics([results])
             partitions = {d["topic"]: len(d["partitions"]) for d in described}
             if partitions.get(results):
