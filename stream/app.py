@@ -1,10 +1,10 @@
-"""The Faust app: topics, the ``areas`` table, the two agents and the router, wired to ``Pipeline``.
+"""The Faust app: topics, the ``areas`` table and the three agents, wired to ``Pipeline``.
 
 ::
 
     bureau-results ──► route_results ──(invalid)──► bureau-results-rejected
-   (record batches,        │ valid reports, one message per department per batch
-    stream/router.py)      ▼
+                           │ valid reports, one message per department per batch
+                           ▼
                  <app>-contributions ──► tally_areas ──┬──► table areas (communes, departments, nation)
                                               │        ├──► election-updates (events, keyed by area)
                                               ▼        └──► standings in Redis (soiree:results:...)
@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 from .elections import ElectionCache
 from .kafka_config import faust_credentials
 from .pipeline import Pipeline
-from .router import ResultRouter
 from .settings import Settings, get_settings
 from .topics import contributions_topic, nation_topic
 
@@ -67,13 +66,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
     contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
     nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, **raw)
 
-    router = ResultRouter(settings, pipeline)
-    app.add_dependency(router)  # hop 1, route_results: starts and stops with the app
+    results = app.topic(settings.results_topic, partitions=partitions, **raw)
 
-    @app.task
-    async def start_routing() -> None:
-        """App tasks start once the tables are recovered: only then does the router produce."""
-        router.tables_ready.set()
+    # Routing as a Faust agent: a plain consumer group reading record batches was 12 s faster
+    # on the 2017 night, but it kept producing while the tally's consumer was being positioned
+    # (a worker starting, a rebalance), and contributions produced then were lost.
+    @app.agent(results, name="route_results")
+    async def route_results(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await pipeline.on_results([event.message for event in events])
 
     @app.agent(contributions, name="tally_areas")
     async def tally_areas(stream: faust.StreamT) -> None:

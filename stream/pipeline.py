@@ -2,7 +2,7 @@
 
 Two hops, so that a whole night is a few thousand internal messages, not hundreds of thousands:
 
-1. ``route_results`` (on ``bureau-results``, keyed by bureau; read by ``router.ResultRouter``):
+1. ``route_results`` (the Faust agent on ``bureau-results``, keyed by bureau):
    validate each report, reject the invalid, and send the valid ones, one message per
    department per batch, to the contributions topic keyed by that department. It keeps no state.
 2. ``tally_areas`` (the Faust agent on the contributions topic):
@@ -122,7 +122,7 @@ class Pipeline:
     marker: str = field(default_factory=lambda: f"soiree:alive:{uuid.uuid4().hex}")
     marker_set: bool = False
 
-    # -- hop 1: bureau-results (records read by ``router.ResultRouter``) ---------------------
+    # -- hop 1: bureau-results ----------------------------------------------------------------
     async def on_results(self, records: list[Record]) -> None:
         """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
         outbox = Outbox(self.producer)

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     #: as ?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required are passed to redis-py
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     store: str = Field("", description="table store URL; empty: the Redis store at SOIREE_REDIS_URL; memory:// for Faust's")
-    app_id: str = Field("soiree", description="Faust app id: consumer groups (<id>, <id>-router) and table namespace")
+    app_id: str = Field("soiree", description="Faust app id: consumer group and table namespace")
     partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
     turnout_step: float = Field(0.1, gt=0, description="turnout move, in percentage points, that makes an event")
     event_levels: list[str] = Field(default_factory=lambda: list(LEVELS))
