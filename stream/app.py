@@ -14,9 +14,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 import redis
 import redis.asyncio as aioredis
+from faust.serializers.schemas import Schema
 
 from .elections import ElectionCache
 from .kafka_config import faust_credentials
@@ -24,7 +27,21 @@ from .pipeline import Pipeline
 from .settings import Settings, get_settings
 from .topics import contributions_topic, nation_topic
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "RawSchema"]
+
+
+class RawSchema(Schema):
+    """Keys and values stay the bytes Kafka gave. Faust's own schema decodes ``raw`` bytes
+    through its serializer registry and settings lookups, once per message: a quarter of the
+    time a counting agent spends per message."""
+
+    def compile(self, app: faust.types.AppT, **_: Any) -> Any:  # Schema.compile's signature
+        event_class = app.conf.Event
+
+        async def decode(message: faust.types.Message, *, propagate: bool = False) -> Any:
+            return event_class(app, message.key, message.value, message.headers, message)
+
+        return decode
 
 
 def _broker_url(settings: Settings) -> str:
@@ -34,6 +51,8 @@ def _broker_url(settings: Settings) -> str:
 def create_app(settings: Settings | None = None) -> faust.App:
     """A ready-to-run app for these settings (tests build several with different ids)."""
     settings = settings or get_settings()
+    datadir = settings.home / "faust" / settings.app_id  # Faust's own files; not ./<app id>-data
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=_broker_url(settings),
@@ -42,6 +61,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         topic_partitions=settings.partitions,
         table_standby_replicas=0,  # Redis is shared: a new owner reads it, no standby needed
         web_enabled=False,
+        datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
@@ -52,7 +72,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
     )
-    raw = dict(key_serializer="raw", value_serializer="raw")
     partitions = settings.partitions
     pipeline = Pipeline(
         settings=settings,
@@ -63,10 +82,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         nation=nation_topic(settings),
         redis=aioredis.Redis.from_url(settings.redis_dsn()),
     )
-    contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, **raw)
-    nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, **raw)
+    contributions = app.topic(contributions_topic(settings), partitions=partitions, internal=True, schema=RawSchema())
+    nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, schema=RawSchema())
 
-    results = app.topic(settings.results_topic, partitions=partitions, **raw)
+    results = app.topic(settings.results_topic, partitions=partitions, schema=RawSchema())
 
     # Routing as a Faust agent: a plain consumer group reading record batches was 12 s faster
     # on the 2017 night, but it kept producing while the tally's consumer was being positioned

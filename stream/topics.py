@@ -32,16 +32,21 @@ class TopicsMisconfigured(RuntimeError):
 
 
 async def ensure_topics(settings: Settings) -> dict[str, int]:
-    """Create the public topics if missing; refuse if ``bureau-results`` has the wrong partition count.
+    """Create the topics if missing; refuse if ``bureau-results`` has the wrong partition count.
 
     Faust keeps a table partition next to the source partition it comes from, so the results
-    topic must have exactly ``SOIREE_PARTITIONS`` partitions.
+    topic must have exactly ``SOIREE_PARTITIONS`` partitions. The internal topics are created
+    here too, before any worker starts, and waited for: when two workers started together on a
+    fresh group, each created one of them, and the group's assignment, made before the broker's
+    metadata showed it, ignored the contributions topic ("Ignoring missing topic"): nothing was
+    tallied until the next rebalance.
     """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         results = settings.results_topic
-        wanted = dict.fromkeys((results, settings.rejected_topic, settings.updates_topic), settings.partitions)
+        names = (results, settings.rejected_topic, settings.updates_topic, contributions_topic(settings), nation_topic(settings))
+        wanted = dict.fromkeys(names, settings.partitions)
         existing = await admin.list_topics()
         missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
         if missing:
@@ -51,9 +56,9 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
                 if "TopicAlreadyExists" not in type(exc).__name__:
                     raise
         for _ in range(300):  # a topic just created may show no partitions for a while (a broker just started)
-            described = await admin.describe_topics([results])
+            described = await admin.describe_topics(list(wanted))
             partitions = {d["topic"]: len(d["partitions"]) for d in described}
-            if partitions.get(results):
+            if all(partitions.get(name) for name in wanted):
                 break
             await asyncio.sleep(0.1)
         if partitions.get(results) != settings.partitions:
