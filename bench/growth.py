@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from bench.replay_2017 import (  # noqa: E402
-    baseline, cpu_seconds, peak_rss_mb, publish_and_wait, start_worker, status_mb, wait_ready,
+    baseline, cpu_seconds, publish_and_wait, start_worker, status_mb, wait_ready,
 )
 from stream.elections import save_election  # noqa: E402
 from stream.models import Election  # noqa: E402
@@ -90,7 +90,7 @@ def run(size: int) -> dict[str, float]:
         cpu_before = cpu_seconds(worker.pid)
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
         figures["worker_cpu_s"] = cpu_seconds(worker.pid) - cpu_before
-        figures["rss_mb"] = peak_rss_mb(worker.pid)
+        figures["rss_mb"] = status_mb(worker.pid)  # peak RSS
         figures["ready_rss_mb"] = ready_rss
         figures["baseline_s"] = base["total_s"]
     finally:

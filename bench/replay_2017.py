@@ -147,10 +147,6 @@ def status_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def peak_rss_mb(pid: int) -> float:
-    return status_mb(pid, "VmHWM")
-
-
 def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
     """One worker with ``store``: the night, then kill -9 and the time a new worker needs to be ready."""
     tag = uuid.uuid4().hex[:6]
@@ -175,7 +171,7 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
         cpu_before = cpu_seconds(worker.pid)
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
         figures["worker_cpu_s"] = cpu_seconds(worker.pid) - cpu_before
-        figures["rss_mb"] = peak_rss_mb(worker.pid)
+        figures["rss_mb"] = status_mb(worker.pid)  # peak RSS
         time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
     finally:
         worker.send_signal(signal.SIGKILL)

@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     # Routing as a Faust agent: a plain consumer group reading record batches was 12 s faster
     # on the 2017 night, but it kept producing while the tally's consumer was being positioned
-    # (a worker starting, a rebalance), and contributions produced then were lost.
+    # (a worker starting, a rebalance), and contributions produced then were lost: most likely
+    # Faust's own takeover window, which agents are not safe from either (docs/reliability.md).
     @app.agent(results, name="route_results")
     async def route_results(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
