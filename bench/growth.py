@@ -32,7 +32,7 @@ import orjson  # noqa: E402
 from bench.replay_2017 import (  # noqa: E402
     baseline, cpu_seconds, publish_and_wait, start_worker, status_mb, wait_ready,
 )
-from stream.elections import save_election  # noqa: E402
+from stream.election_log import register_election  # noqa: E402
 from stream.models import Election  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
@@ -72,10 +72,11 @@ def run(size: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     settings = Settings().model_copy(update=dict(
         app_id=f"growth-{tag}", results_topic=f"growth-{tag}-results",
-        rejected_topic=f"growth-{tag}-rejected", updates_topic=f"growth-{tag}-updates"))
+        rejected_topic=f"growth-{tag}-rejected", updates_topic=f"growth-{tag}-updates",
+        elections_topic=f"growth-{tag}-elections"))
     election, results = generated_night(size)
     client = redis.Redis.from_url(settings.redis_dsn())
-    save_election(client, election)
+    register_election(settings, client, election)
     asyncio.run(ensure_topics(settings))
     redis_before = client.info("memory")["used_memory"]
     log = ROOT / f".soiree/logs/bench-growth-{tag}.log"

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.replay_2017 import ROUND1, start_worker, wait_ready  # noqa: E402
-from stream.elections import save_election  # noqa: E402
+from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.publish import Publisher  # noqa: E402
 from stream.settings import Settings  # noqa: E402
@@ -130,12 +130,12 @@ def main() -> None:
     tag = uuid.uuid4().hex[:6]
     settings = Settings().model_copy(update=dict(
         app_id=f"lat-{tag}", results_topic=f"lat-{tag}-results", rejected_topic=f"lat-{tag}-rejected",
-        updates_topic=f"lat-{tag}-updates", turnout_step=0.000001))
+        updates_topic=f"lat-{tag}-updates", elections_topic=f"lat-{tag}-elections", turnout_step=0.000001))
     path = args.data / ROUND1
     election = election_from_ministry(path, f"pres2017-t1-lat-{tag}")
     count = int(args.rate * args.seconds)
     results = list(results_from_ministry(path, election.election))[:count]
-    save_election(redis.Redis.from_url(settings.redis_dsn()), election)
+    register_election(settings, redis.Redis.from_url(settings.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
 
     base = asyncio.run(baseline(settings, [(r["bureau"].encode(), orjson.dumps(r)) for r in results], args.rate))

@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream.elections import save_election  # noqa: E402
+from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.publish import Publisher  # noqa: E402
 from stream.results import read_standings  # noqa: E402
@@ -79,6 +79,7 @@ def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.P
         SOIREE_RESULTS_TOPIC=settings.results_topic,
         SOIREE_REJECTED_TOPIC=settings.rejected_topic,
         SOIREE_UPDATES_TOPIC=settings.updates_topic,
+        SOIREE_ELECTIONS_TOPIC=settings.elections_topic,
     )
     handle = log.open("ab")
     return subprocess.Popen(
@@ -152,7 +153,6 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
     results = list(results_from_ministry(path, election.election))
-    save_election(redis.Redis.from_url(base.redis_dsn()), election)
     settings = base.model_copy(
         update=dict(
             store=store,
@@ -160,8 +160,10 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
             results_topic=f"bench-{tag}-results",
             rejected_topic=f"bench-{tag}-rejected",
             updates_topic=f"bench-{tag}-updates",
+            elections_topic=f"bench-{tag}-elections",
         )
     )
+    register_election(settings, redis.Redis.from_url(base.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
     log = ROOT / f".soiree/logs/bench-worker-{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import faust
@@ -74,9 +75,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker_heartbeat_interval=settings.session_timeout / 4,
     )
     partitions = settings.partitions
+    alive_marker = f"soiree:alive:{uuid.uuid4().hex}"  # gone from Redis = Redis lost its data
     pipeline = Pipeline(
         settings=settings,
-        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn())),
+        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn()), alive_marker=alive_marker),
+        marker=alive_marker,
         areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
         producer=app.producer,
         contributions=contributions_topic(settings),

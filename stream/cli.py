@@ -22,12 +22,29 @@ election_app = typer.Typer(help="Register and inspect election definitions.", no
 app.add_typer(election_app, name="election")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+def _register(election: Any) -> None:
+    """Register a definition in Kafka (durable) and Redis, or fail with one clear line."""
+    from aiokafka.errors import KafkaError
+
+    from .election_log import DefinitionTooLarge, register_election
+    from .topics import TopicsMisconfigured
+
+    settings = get_settings()
+    client = _redis()
+    try:
+        register_election(settings, client, election)
+    except (DefinitionTooLarge, TopicsMisconfigured) as exc:
+        fail(str(exc))
+    except (KafkaError, OSError) as exc:
+        fail(f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); run `soiree up` first")
 
 
 def _redis() -> Any:
@@ -83,6 +100,7 @@ def worker(
     import faust
 
     from .app import create_app
+    from .election_log import restore_from_log
     from .elections import list_elections
     from .topics import TopicsMisconfigured, ensure_topics
 
@@ -93,7 +111,11 @@ def worker(
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001
         fail(f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); run `soiree up` first")
-    registered = list_elections(_redis())
+    client = _redis()
+    restored = asyncio.run(restore_from_log(settings))  # Redis may have lost them; the topic has not
+    if restored:
+        err.print(f"[yellow]note:[/] restored {len(restored)} election definitions that Redis had lost: {', '.join(restored)}")
+    registered = list_elections(client)
     missing = [e for e in election or [] if e not in registered]
     if missing:
         fail(
@@ -125,7 +147,6 @@ def election_create(
     """Register an election definition (its roll of bureaux is authoritative)."""
     from pydantic import ValidationError
 
-    from .elections import save_election
     from .models import Election
 
     if from_ministry is not None:
@@ -147,7 +168,7 @@ def election_create(
             fail(f"--election {election} but the file defines {definition.election}")
     else:
         fail("give a FILE (or -) or --from-ministry FILE --election ID")
-    save_election(_redis(), definition)
+    _register(definition)
     communes = {entry.commune for entry in definition.bureaux}
     console.print(
         f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}): "
@@ -369,9 +390,7 @@ def replay(
 
     settings = get_settings()
     night = load_night(scenario, as_election)
-    from .elections import save_election
-
-    save_election(_redis(), night.election)
+    _register(night.election)
     console.print(
         f"replaying [bold]{night.election.name}[/] ({night.election.election}): "
         f"{len(night.reports):,} reports at ×{speed:g}" if speed else "as fast as possible"

@@ -33,7 +33,7 @@ WATCHED = (("nation", "FR"), ("department", "42"), ("commune", "42218"))
 
 def run_demo(settings: Settings, console: Console, speed: float) -> None:
     from . import infra
-    from .elections import save_election
+    from .election_log import register_election
     from .topics import ensure_topics
 
     console.rule("[bold]Soirée demo: primaire de la gauche, 2nd round, 29 January 2017")
@@ -44,7 +44,7 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
     scenario = renamed(scenario, f"{scenario.election.election}-demo-{run_id}")
     import redis
 
-    save_election(redis.Redis.from_url(settings.redis_dsn()), scenario.election)
+    register_election(settings, redis.Redis.from_url(settings.redis_dsn()), scenario.election)
     worker = _start_worker(settings, scenario.election.election)
     console.print(f"worker started (pid {worker.pid}, log {settings.home / 'logs' / 'worker.log'})")
     try:

@@ -1,7 +1,8 @@
 """Election definitions, kept in Redis so that workers, ``ingest`` and ``results`` share one roll.
 
 Layout: ``soiree:election:<id>`` holds the definition's JSON (the PRODUCT.md shape);
-the set ``soiree:elections`` lists the ids.
+the set ``soiree:elections`` lists the ids. The durable copy is a Kafka topic
+(``election_log``): Redis may lose its data, the topic does not.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any, NamedTuple
 
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 from .models import NATION, Election
 
 __all__ = [
     "save_election",
+    "restore_definitions",
     "load_election",
     "list_elections",
     "ElectionCache",
@@ -41,6 +44,27 @@ def save_election(client: redis.Redis, election: Election) -> None:
         pipe.set(_key(election.election), election.model_dump_json())
         pipe.sadd("soiree:elections", election.election)
         pipe.execute()
+
+
+async def restore_definitions(client: aioredis.Redis, definitions: dict[str, bytes]) -> list[str]:
+    """Put back the definitions Redis lacks; returns their ids.
+
+    SET NX: a definition registered meanwhile went to the durable log first, so it is the newer."""
+    ids = list(definitions)
+    if not ids:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for election_id in ids:
+            pipe.exists(_key(election_id))
+        missing = [election_id for election_id, found in zip(ids, await pipe.execute()) if not found]
+    if not missing:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for election_id in missing:
+            pipe.set(_key(election_id), definitions[election_id], nx=True)
+            pipe.sadd("soiree:elections", election_id)
+        answers = await pipe.execute()
+    return [election_id for election_id, written in zip(missing, answers[::2]) if written]
 
 
 def load_election(client: redis.Redis, election_id: str) -> Election | None:
@@ -130,13 +154,18 @@ class ElectionIndex:
 
 class ElectionCache:
     """Definitions by id, fetched once; an unknown id is asked again at most once a second,
-    so an election registered after the worker started is picked up."""
+    so an election registered after the worker started is picked up.
 
-    def __init__(self, client: redis.Redis, retry_after: float = 1.0) -> None:
+    ``alive_marker`` is a key the worker keeps in Redis: when it is gone, Redis lost its data,
+    and an id missing from it may well be registered (in the durable log, being restored):
+    the caller is told to wait rather than to reject the report as unknown."""
+
+    def __init__(self, client: redis.Redis, retry_after: float = 1.0, alive_marker: str | None = None) -> None:
         self._client = client
         self._known: dict[str, ElectionIndex] = {}
         self._missing_since: dict[str, float] = {}
         self._retry_after = retry_after
+        self._alive_marker = alive_marker
 
     def get(self, election_id: str) -> ElectionIndex | None:
         election = self._known.get(election_id)
@@ -147,8 +176,11 @@ class ElectionCache:
             return None
         try:
             raw = self._client.get(_key(election_id))
+            wiped = raw is None and self._alive_marker is not None and not self._client.exists(self._alive_marker)
         except redis.RedisError as exc:
             raise ElectionsUnavailable(f"cannot read election {election_id!r} from Redis: {exc}") from exc
+        if wiped:
+            raise ElectionsUnavailable(f"election {election_id!r} is not in Redis, which lost its data: waiting for the restore")
         if raw is None:
             self._missing_since[election_id] = time.monotonic()
             return None

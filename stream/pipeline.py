@@ -35,12 +35,14 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 from faust.streams import _current_event  # Faust picks a table write's partition from it
 from faust.types import EventT, ProducerT, TableT
 
 from .aggregation import AreaState, Tally, area_key, split_area_key
 from .changes import detect_changes, make_standings
+from .election_log import restore_from_log
 from .elections import ElectionCache, ElectionIndex, ElectionsUnavailable
 from .outbox import Outbox, dumps
 from .models import NATION, InvalidResult, make_rejection, validate_result
@@ -390,13 +392,18 @@ class Pipeline:
         except (RedisError, OSError) as exc:
             log.warning("Redis unreachable: %s", exc)
             return
+        except KafkaError as exc:  # the marker stays missing: tried again in a second
+            log.warning("Redis lost its data and the election definitions cannot be read from Kafka: %s", exc)
+            return
         await self.write_views({})
 
     async def restore(self) -> None:
-        """Elections and standings from this worker's memory back into a wiped Redis.
+        """Elections (from the durable log, and this worker's memory) and standings back into a
+        wiped Redis. Until the marker is back, reports of elections Redis lacks wait.
 
         Written with SET NX: the agents keep running meanwhile, and a standing they wrote since
         the wipe is newer than the one computed here."""
+        from_log = await restore_from_log(self.settings, self.redis)
         restored = 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for election in self.elections.known():
@@ -406,7 +413,10 @@ class Pipeline:
                 if count % 1000 == 999:
                     await asyncio.sleep(0)  # a national night is ~100,000 standings: let the agents run
                 election_id, level, area = split_area_key(key.decode())
-                election = self.elections.get(election_id)
+                try:
+                    election = self.elections.get(election_id)
+                except ElectionsUnavailable:  # in no log, in no memory: nothing to show it with
+                    election = None
                 if election is None or raw is None:
                     continue
                 state = self.departments.get(key) if level == "department" else None
@@ -415,7 +425,10 @@ class Pipeline:
                     pipe.set(view_key, dumps(standings), nx=True)
                     restored += 1
             await pipe.execute()
-        log.warning("Redis had lost its data: restored %d elections and %d standings", len(self.elections.known()), restored)
+        log.warning(
+            "Redis had lost its data: restored %d elections from the log, %d from memory, and %d standings",
+            len(from_log), len(self.elections.known()), restored,
+        )
 
     @staticmethod
     def _area_standings(election: ElectionIndex, level: str, area: str, total: Tally) -> tuple[str, dict[str, Any]]:

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
     rejected_topic: str = Field("bureau-results-rejected", description="dead letters, with reasons")
     updates_topic: str = Field("election-updates", description="change events, keyed by area")
+    elections_topic: str = Field("election-definitions", description="durable copy of the definitions (compacted)")
     kafka_version: str = "4.1.1"
     kafka_controller_port: int = 9093
 

@@ -10,7 +10,10 @@ from aiokafka.errors import KafkaError
 from .kafka_config import client_options
 from .settings import Settings
 
-__all__ = ["contributions_topic", "nation_topic", "ensure_topics", "TopicsMisconfigured"]
+__all__ = ["contributions_topic", "nation_topic", "ensure_topics", "TopicsMisconfigured", "ELECTIONS_MAX_MESSAGE_BYTES"]
+
+#: A definition is one message: a million-bureau roll is ~150 MB of JSON, ~15 MB gzipped.
+ELECTIONS_MAX_MESSAGE_BYTES = 64 * 2**20
 
 
 def contributions_topic(settings: Settings) -> str:
@@ -47,8 +50,15 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         results = settings.results_topic
         names = (results, settings.rejected_topic, settings.updates_topic, contributions_topic(settings), nation_topic(settings))
         wanted = dict.fromkeys(names, settings.partitions)
+        wanted[settings.elections_topic] = 1  # read whole by every worker: one partition keeps it simple
+        configs = {
+            settings.elections_topic: {
+                "cleanup.policy": "compact",  # the latest definition of each election, forever
+                "max.message.bytes": str(ELECTIONS_MAX_MESSAGE_BYTES),
+            }
+        }
         existing = await admin.list_topics()
-        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        missing = [NewTopic(name, n, 1, topic_configs=configs.get(name)) for name, n in wanted.items() if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

@@ -20,7 +20,7 @@ import orjson
 import redis
 from aiokafka import AIOKafkaConsumer
 
-from stream.elections import save_election
+from stream.election_log import register_election
 from stream.models import Election, Standings
 from stream.publish import Publisher
 from stream.results import read_standings
@@ -55,6 +55,7 @@ class Stack:
                 results_topic=f"t-{tag}-bureau-results",
                 rejected_topic=f"t-{tag}-rejected",
                 updates_topic=f"t-{tag}-updates",
+                elections_topic=f"t-{tag}-elections",
                 **overrides,
             )
         )
@@ -76,6 +77,7 @@ class Stack:
             SOIREE_RESULTS_TOPIC=s.results_topic,
             SOIREE_REJECTED_TOPIC=s.rejected_topic,
             SOIREE_UPDATES_TOPIC=s.updates_topic,
+            SOIREE_ELECTIONS_TOPIC=s.elections_topic,
             SOIREE_TURNOUT_STEP=str(s.turnout_step),
             SOIREE_HOME=str(s.home),
         )
@@ -113,7 +115,7 @@ class Stack:
 
     # -- input ---------------------------------------------------------------------------
     def register(self, election: Election) -> None:
-        save_election(self.redis, election)
+        register_election(self.settings, self.redis, election)
 
     def publish(self, results: Iterable[dict[str, Any]], raw: Iterable[tuple[bytes | None, bytes]] = ()) -> None:
         """Valid-looking results keyed by bureau, and raw (key, payload) pairs as they are."""

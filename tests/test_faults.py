@@ -183,3 +183,41 @@ def test_two_workers_one_killed_the_other_takes_over(stack: Any) -> None:
     final_checks(s, night, log)
     assert survivor.poll() is None and group_members(s.settings) == 1
     print(f"test took {time.monotonic() - started:.1f} s")
+
+
+def wait_worker_ready(s: Stack, index: int) -> None:
+    log = s.log_dir / f"{s.settings.app_id}-worker{index}.log"
+    s.wait_until(lambda: log.is_file() and "[^Worker]: Ready" in log.read_text(errors="replace"), 90, f"worker {index} ready")
+
+
+def test_redis_lost_before_any_worker_looked_the_election_up(stack: Any) -> None:
+    """Redis wiped while the only worker has not looked the election up yet, reports published
+    at once; then the worker killed, Redis wiped again, and a new worker started on the empty
+    Redis. No worker holds the definition in memory either time: it comes back from the
+    durable copy in Kafka (``election_log``), and no report is rejected as of an unknown election
+    (the CI run of 2026-11-26 rejected every report after such a sequence)."""
+    s: Stack = stack("forgotten")
+    require_managed(s.settings)
+    night = generate_big_night(SEED + 2, n_departments=12, invalid=24)
+    s.register(night.election)
+    before, after = segments(night.messages, 2)
+    s.start_worker()
+    wait_worker_ready(s, 0)
+    feeder = Feeder(s.settings, 1000.0)
+    try:
+        restart_redis(s.settings, down_for=0.5)
+        feeder.feed(before)  # at once: within the second before the worker notices the wipe
+        feeder.wait()
+        wait_for_progress(s, night, 0, 60, "after the first wipe")
+        victim = s.workers[0]
+        s.kill_worker(victim, signal.SIGKILL)
+        s.workers.remove(victim)
+        restart_redis(s.settings, down_for=0.5)
+        s.start_worker()
+        feeder.feed(after)
+        feeder.wait()
+    finally:
+        feeder.close()
+    log: dict[str, Any] = {"bureaux": len(night.election.bureaux)}
+    final_checks(s, night, log)
+    assert s.redis.exists(f"soiree:election:{night.e}"), "the election was not registered again"

@@ -50,9 +50,12 @@ def worker(stack: Stack, *args: str, env: dict[str, str] | None = None) -> subpr
 
 def test_worker_refuses_a_missing_election(stack: Any) -> None:
     s: Stack = stack("refuse")
-    done = worker(s, "--election", f"nowhere-{uuid.uuid4().hex[:6]}")
+    missing = [f"nowhere-{uuid.uuid4().hex}" for _ in range(3)]  # a message far wider than 80 columns
+    done = worker(s, *[f"--election={e}" for e in missing])
     assert done.returncode == 1
     assert "is not registered" in done.stderr and "soiree election create" in done.stderr
+    assert ", ".join(missing) in done.stderr
+    assert done.stderr.count("\n") == 1, f"an error is one line, however long: {done.stderr!r}"
 
 
 def test_worker_refuses_misconfigured_topics(stack: Any) -> None:
