@@ -26,6 +26,7 @@ from .elections import ElectionCache
 from .kafka_config import faust_credentials
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
+from .takeover import SeekFirstTableManager, SoireeApp
 from .topics import contributions_topic, nation_topic
 
 __all__ = ["create_app", "RawSchema"]
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     datadir = settings.home / "faust" / settings.app_id  # Faust's own files; not ./<app id>-data
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = SoireeApp(
         settings.app_id,
         broker=_broker_url(settings),
         broker_credentials=faust_credentials(settings),
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # A killed worker's partitions move once the broker stops hearing from it.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
+        TableManager=SeekFirstTableManager,  # Faust 0.15.3 skips records at a takeover otherwise
     )
     partitions = settings.partitions
     alive_marker = f"soiree:alive:{uuid.uuid4().hex}"  # gone from Redis = Redis lost its data
