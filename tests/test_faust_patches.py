@@ -1,4 +1,4 @@
-"""The Faust fixes of ``stream/takeover.py``: installed by the app, and the aiokafka behaviour
+"""The Faust patches of ``stream/faust_patches.py``: installed by the app, and the aiokafka behaviour
 they rely on, checked against the real broker (the end-to-end check is the two-worker takeover
 test in test_faults.py)."""
 
@@ -6,19 +6,63 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.app import create_app
 from stream.settings import Settings
-from stream.takeover import SeekFirstRecovery, _ConsumerThread, _LivePartitions
+from stream.faust_patches import SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
 
 
 def test_the_app_runs_with_both_fixes(services: Settings) -> None:
     app = create_app(services.model_copy(update={"app_id": f"t-takeover-{uuid.uuid4().hex[:6]}"}))
     assert isinstance(app.tables.recovery, SeekFirstRecovery)
+    assert isinstance(app.consumer, _Consumer)
     assert isinstance(app.consumer._thread, _ConsumerThread)  # type: ignore[attr-defined]
+
+
+class _Flag:
+    def __init__(self, value: bool = False) -> None:
+        self.value = value
+
+    def __call__(self) -> bool:
+        return self.value
+
+
+def _consumer(tp: str, queue_full: bool) -> tuple[Any, dict[str, _Flag], Any]:
+    """A consumer as ``_DeliveryCheck`` sees it: the four things that can make a delivery wait."""
+    flags = {name: _Flag() for name in ("suspended", "flow_control_suspended", "lock_held")}
+    buffer = SimpleNamespace(size=0, max_messages=100)
+    queue = SimpleNamespace(full=_Flag(queue_full))
+    app = SimpleNamespace(
+        flow_control=SimpleNamespace(_suspend=SimpleNamespace(is_set=flags["flow_control_suspended"])),
+        producer=SimpleNamespace(buffer=buffer),
+        topics=SimpleNamespace(
+            _tp_index={tp: [SimpleNamespace(queue=queue)]},
+            _tp_to_callback_lock=SimpleNamespace(locked=flags["lock_held"]),
+        ),
+    )
+    consumer = SimpleNamespace(app=app, suspend_flow=SimpleNamespace(is_set=flags["suspended"]))
+    return consumer, flags, SimpleNamespace(buffer=buffer, queue=queue)
+
+
+def test_direct_delivery_only_when_nothing_can_wait() -> None:
+    consumer, flags, parts = _consumer("results-0", queue_full=False)
+    check = _DeliveryCheck(consumer)
+    assert check("results-0")
+    assert not check("unknown-0"), "a partition with no stream: Faust's path"
+    for name, flag in flags.items():
+        flag.value = True
+        assert not check("results-0"), name
+        flag.value = False
+    parts.buffer.size = 101
+    assert not check("results-0"), "producer buffer over its limit"
+    parts.buffer.size = 0
+    parts.queue.full.value = True
+    assert not check("results-0"), "a full stream buffer"
 
 
 def test_paused_partitions_stay_paused_when_none_is_active(services: Settings) -> None:
