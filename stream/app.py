@@ -71,7 +71,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
         producer_linger=0.0,
         producer_max_batch_size=512 * 1024,
-        stream_buffer_maxsize=20000,  # Faust pauses a partition at 80 % of it; 4,096 paused it often
         # A killed worker's partitions move once the broker stops hearing from it.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
