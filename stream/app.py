@@ -23,10 +23,10 @@ import redis.asyncio as aioredis
 from faust.serializers.schemas import Schema
 
 from .elections import ElectionCache
+from .faust_patches import SeekFirstTableManager, SoireeApp
 from .kafka_config import faust_credentials
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
-from .faust_patches import SeekFirstTableManager, SoireeApp
 from .topics import contributions_topic, nation_topic
 
 __all__ = ["create_app", "RawSchema"]

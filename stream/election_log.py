@@ -95,10 +95,9 @@ async def read_definitions(settings: Settings) -> dict[str, bytes]:
 
 async def restore_from_log(settings: Settings, client: aioredis.Redis | None = None) -> list[str]:
     """Copy into Redis the definitions it lacks; returns their ids."""
-    if client is not None:
-        return await restore_definitions(client, await read_definitions(settings))
-    own = aioredis.Redis.from_url(settings.redis_dsn())
+    target = client or aioredis.Redis.from_url(settings.redis_dsn())
     try:
-        return await restore_definitions(own, await read_definitions(settings))
+        return await restore_definitions(target, await read_definitions(settings))
     finally:
-        await own.aclose()
+        if client is None:
+            await target.aclose()

@@ -46,8 +46,7 @@ class SeekFirstRecovery(Recovery):
 
     async def _seek_then_resume(self) -> None:
         consumer = self.app.consumer
-        assignment = consumer.assignment()
-        if assignment:
+        if consumer.assignment():
             self.log.info("Seek stream partitions to committed offsets (before resuming them).")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
         consumer.resume_partitions({tp for tp in consumer.assignment() if not self._is_changelog_tp(tp)})
@@ -59,10 +58,9 @@ class SeekFirstRecovery(Recovery):
         if app.consumer_generation_id != generation_id:
             self.log.warning("Recovery rebalancing again")
             return
-        if consumer.assignment():
-            await self._seek_then_resume()
-        else:
+        if not consumer.assignment():
             self.log.info("Resuming streams with empty assignment")
+        await self._seek_then_resume()
         self.completed.set()
         self.log.info("Resuming flow...")
         app.flow_control.resume()  # empties the stream buffers: nothing was delivered since the seek
@@ -78,12 +76,14 @@ class SeekFirstRecovery(Recovery):
         self.log.info("Restore complete!")
         await self.app.on_rebalance_complete.send()
         self._set_recovery_ended()
-        await asyncio.gather(
-            *(
+        callbacks = [
+            asyncio.ensure_future(
                 table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
-                for table in self.tables.values()
             )
-        )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
         if self.app.consumer_generation_id != generation_id:
             self.log.warning(
                 f"Recovery rebalancing again app id {self.app.consumer_generation_id} param {generation_id}"

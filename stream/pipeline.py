@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 import weakref
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
@@ -115,13 +114,13 @@ class Pipeline:
     contributions: str
     nation: str
     redis: aioredis.Redis
+    #: this worker's marker in Redis: when it disappears, Redis lost its data
+    marker: str
     #: standings not yet written because Redis was unreachable (newest per key)
     pending_views: dict[str, bytes] = field(default_factory=dict)
     views_failing: bool = False
     #: in-memory departments with their communes' totals (see ``_department``)
     departments: dict[bytes, AreaState] = field(default_factory=dict)
-    #: this worker's marker in Redis: when it disappears, Redis lost its data
-    marker: str = field(default_factory=lambda: f"soiree:alive:{uuid.uuid4().hex}")
     marker_set: bool = False
 
     # -- hop 1: bureau-results ----------------------------------------------------------------
