@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from faust.serializers.schemas import Schema
 
 from .elections import ElectionCache
-from .faust_patches import SeekFirstTableManager, SoireeApp
+from .faust_patches import QuietMonitor, SeekFirstTableManager, SoireeApp
 from .kafka_config import faust_credentials
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 4,
         TableManager=SeekFirstTableManager,  # Faust 0.15.3 skips records at a takeover otherwise
+        Monitor=QuietMonitor,
     )
     partitions = settings.partitions
     alive_marker = f"soiree:alive:{uuid.uuid4().hex}"  # gone from Redis = Redis lost its data

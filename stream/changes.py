@@ -24,14 +24,16 @@ EPSILON = 1e-9
 def leader_of(votes: dict[str, int]) -> tuple[str | None, list[str] | None, int]:
     """(leader, tied, margin): nobody leads without votes; a shared lead is a tie with margin 0
     (the tied candidates in id order)."""
-    counts = sorted(votes.values(), reverse=True)  # runs per area and message: no key functions
-    if not counts or counts[0] == 0:
+    if not votes:
         return None, None, 0
-    top = counts[0]
+    leader = max(votes, key=votes.__getitem__)  # runs per area and message: C-level calls only
+    top = votes[leader]
+    if top == 0:
+        return None, None, 0
+    counts = sorted(votes.values(), reverse=True)
     runner_up = counts[1] if len(counts) > 1 else 0
     if runner_up == top:
         return None, sorted(candidate for candidate, count in votes.items() if count == top), 0
-    leader = next(candidate for candidate, count in votes.items() if count == top)
     return leader, None, top - runner_up
 
 
@@ -50,7 +52,10 @@ def make_standings(
     candidates: list[str],
 ) -> dict[str, Any]:
     """The results view of one area (a ``Standings`` as a plain dict: this runs per message)."""
-    votes = {candidate: total.votes.get(candidate, 0) for candidate in candidates}
+    votes = dict.fromkeys(candidates, 0)  # in the election's order, missing ones at 0
+    votes.update(total.votes)
+    if len(votes) != len(candidates):  # never from validated reports; keep only the election's
+        votes = {candidate: total.votes.get(candidate, 0) for candidate in candidates}
     expressed = sum(votes.values())
     shares = {c: round(100.0 * v / expressed, 2) if expressed else 0.0 for c, v in votes.items()}
     leader, tied, margin = leader_of(votes)

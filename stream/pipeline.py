@@ -95,7 +95,7 @@ class _Batch:
         key = area_key(election.election, level, area).encode()
         found = self.areas.get(key)
         if found is None:
-            raw = self.table.get(key)
+            raw = self.table.data.get(key)  # the store itself: Table.get adds sensors and a __missing__ per key
             state = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
             found = self.areas[key] = _Area(election, level, area, key, state, event)
         else:
@@ -259,11 +259,11 @@ class Pipeline:
         return area
 
     def _rebuild_department(self, election: ElectionIndex, key: bytes, code: str) -> AreaState:
-        raw = self.areas.get(key)
+        raw = self.areas.data.get(key)
         stored = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
         state = AreaState(announced=stored.announced)
         for commune in election.communes_of_department[code]:
-            raw = self.areas.get(area_key(election.election, "commune", commune).encode())
+            raw = self.areas.data.get(area_key(election.election, "commune", commune).encode())
             if raw is not None:
                 commune_state = AreaState.from_json(orjson.loads(raw))
                 state.apply(commune, commune_state.version, commune_state.total)

@@ -14,14 +14,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.app import create_app
 from stream.settings import Settings
-from stream.faust_patches import SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
+from stream.faust_patches import QuietMonitor, SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
 
 
-def test_the_app_runs_with_both_fixes(services: Settings) -> None:
+def test_the_app_runs_with_the_fixes_and_the_quiet_monitor(services: Settings) -> None:
     app = create_app(services.model_copy(update={"app_id": f"t-takeover-{uuid.uuid4().hex[:6]}"}))
     assert isinstance(app.tables.recovery, SeekFirstRecovery)
     assert isinstance(app.consumer, _Consumer)
     assert isinstance(app.consumer._thread, _ConsumerThread)  # type: ignore[attr-defined]
+    assert isinstance(app.monitor, QuietMonitor)
 
 
 class _Flag:
@@ -35,11 +36,12 @@ class _Flag:
 def _consumer(tp: str, queue_full: bool) -> tuple[Any, dict[str, _Flag], Any]:
     """A consumer as ``_DeliveryCheck`` sees it: the four things that can make a delivery wait."""
     flags = {name: _Flag() for name in ("suspended", "flow_control_suspended", "lock_held")}
-    buffer = SimpleNamespace(size=0, max_messages=100)
+    buffer = SimpleNamespace(pending=asyncio.Queue(), max_messages=100)
     queue = SimpleNamespace(full=_Flag(queue_full))
     app = SimpleNamespace(
         flow_control=SimpleNamespace(_suspend=SimpleNamespace(is_set=flags["flow_control_suspended"])),
         producer=SimpleNamespace(buffer=buffer),
+        conf=SimpleNamespace(producer_threaded=False),
         topics=SimpleNamespace(
             _tp_index={tp: [SimpleNamespace(queue=queue)]},
             _tp_to_callback_lock=SimpleNamespace(locked=flags["lock_held"]),
@@ -58,9 +60,12 @@ def test_direct_delivery_only_when_nothing_can_wait() -> None:
         flag.value = True
         assert not check("results-0"), name
         flag.value = False
-    parts.buffer.size = 101
+    for _ in range(101):
+        parts.buffer.pending.put_nowait(object())
     assert not check("results-0"), "producer buffer over its limit"
-    parts.buffer.size = 0
+    while not parts.buffer.pending.empty():
+        parts.buffer.pending.get_nowait()
+    assert check("results-0")
     parts.queue.full.value = True
     assert not check("results-0"), "a full stream buffer"
 
