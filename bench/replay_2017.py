@@ -1,13 +1,14 @@
 """Benchmark: the 2017 presidential round 1 (69,242 bureaux) end to end, next to a baseline.
 
 Baseline (same run, same broker): plain aiokafka produces the same 69,242 messages to a fresh
-topic and a plain consumer reads them all back. Soirée: one worker (already started and
-ready), the same messages published to ``bureau-results``; the clock stops when the nation's
-standings in Redis include every bureau. Then the worker is killed (-9) and a new one started:
+topic and a plain consumer reads them all back. Soirée: one worker (``--workers N``: N
+worker processes in one group), already started and ready, the same messages published to ``bureau-results``; the clock stops when the nation's
+standings in Redis include every bureau. Then the workers are killed (-9) and a new one started:
 the time until it is ready measures failover. Both with the Redis store and with Faust's memory
 store (which replays the whole changelog). Usage (Kafka and Redis running, e.g. `soiree up`)::
 
     python bench/replay_2017.py [--data ../shared/data/pres2017] [--json bench/results/replay_2017.json]
+                                [--stores redis,memory] [--workers 1]
 """
 
 from __future__ import annotations
@@ -148,8 +149,23 @@ def status_mb(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
-    """One worker with ``store``: the night, then kill -9 and the time a new worker needs to be ready."""
+def wait_settled(logs: list[Path], quiet: float = 3.0, timeout: float = 120) -> None:
+    """Several workers: each one's joining moves partitions again; wait until no worker has
+    logged "Worker ready" for ``quiet`` seconds."""
+    started = time.monotonic()
+    seen = [log.read_bytes().count(b"Worker ready") for log in logs]
+    last_change = time.monotonic()
+    while time.monotonic() - last_change < quiet:
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"workers still rebalancing after {timeout} s; see {logs}")
+        time.sleep(0.2)
+        now = [log.read_bytes().count(b"Worker ready") for log in logs]
+        if now != seen:
+            seen, last_change = now, time.monotonic()
+
+
+def run_soiree(base: Settings, store: str, path: Path, workers: int = 1) -> dict[str, float]:
+    """``workers`` workers with ``store``: the night, then kill -9 and the time a new worker needs to be ready."""
     tag = uuid.uuid4().hex[:6]
     election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
     results = list(results_from_ministry(path, election.election))
@@ -165,19 +181,26 @@ def run_soiree(base: Settings, store: str, path: Path) -> dict[str, float]:
     )
     register_election(settings, redis.Redis.from_url(base.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
-    log = ROOT / f".soiree/logs/bench-worker-{tag}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    worker = start_worker(settings, log, election.election)
+    logs = [ROOT / f".soiree/logs/bench-worker-{tag}-{n}.log" for n in range(workers)]
+    logs[0].parent.mkdir(parents=True, exist_ok=True)
+    running: list[subprocess.Popen[bytes]] = []
     try:
-        ready = wait_ready(log, worker)
-        cpu_before = cpu_seconds(worker.pid)
+        for log in logs:
+            running.append(start_worker(settings, log, election.election))
+        ready = max(wait_ready(log, worker) for log, worker in zip(logs, running))
+        if workers > 1:
+            wait_settled(logs)
+        cpu_before = [cpu_seconds(worker.pid) for worker in running]
         figures = asyncio.run(publish_and_wait(settings, election.election, results))
-        figures["worker_cpu_s"] = cpu_seconds(worker.pid) - cpu_before
-        figures["rss_mb"] = status_mb(worker.pid)  # peak RSS
+        figures["workers"] = workers
+        figures["worker_cpu_s"] = sum(cpu_seconds(worker.pid) - before for worker, before in zip(running, cpu_before))
+        figures["rss_mb"] = max(status_mb(worker.pid) for worker in running)  # peak RSS of the largest
         time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
     finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
+        for worker in running:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+    log = logs[0]
     skip = log.stat().st_size
     worker = start_worker(settings, log, election.election)
     try:
@@ -195,6 +218,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/pres2017")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/replay_2017.json")
     parser.add_argument("--stores", default="redis,memory", help="comma-separated: redis (ours), memory (Faust's)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group (one per core at most)")
     args = parser.parse_args()
     base = Settings()
     path = args.data / ROUND1
@@ -203,21 +227,22 @@ def main() -> None:
 
     baseline_figures = asyncio.run(baseline(base, payloads))
     stores = {"redis": "", "memory": "memory://"}
-    ours = {name: run_soiree(base, stores[name], path) for name in args.stores.split(",")}
+    ours = {name: run_soiree(base, stores[name], path, args.workers) for name in args.stores.split(",")}
     redis_mb = redis.Redis.from_url(base.redis_dsn()).info("memory")["used_memory"] / 2**20
 
     rows = [("bureaux", f"{len(results):,}", ""),
             ("baseline: plain aiokafka produce + consume", f"{baseline_figures['total_s']:.2f} s", f"{baseline_figures['per_s']:,.0f} msg/s")]
     for name, figures in ours.items():
+        label = f"{name} store" + (f", {args.workers} workers" if args.workers > 1 else "")
         rows += [
-            (f"{name} store: first publish → nation complete", f"{figures['total_s']:.2f} s",
+            (f"{label}: first publish → nation complete", f"{figures['total_s']:.2f} s",
              f"{figures['per_s']:,.0f} bureaux/s, {figures['total_s'] / baseline_figures['total_s']:.1f}× baseline"),
-            (f"{name} store: worker CPU time for the night", f"{figures['worker_cpu_s']:.2f} s",
-             f"{figures['worker_cpu_s'] / figures['total_s']:.0%} of one core"),
-            (f"{name} store: restart after kill -9 → ready", f"{figures['restart_ready_s']:.2f} s",
-             "includes the wait for the killed worker's session to expire"),
-            (f"{name} store: of which partitions assigned → ready", f"{figures['recovery_s']:.2f} s", "table recovery"),
-            (f"{name} store: worker peak RSS", f"{figures['rss_mb']:.0f} MB", ""),
+            (f"{label}: worker CPU time for the night", f"{figures['worker_cpu_s']:.2f} s",
+             f"{figures['worker_cpu_s'] / figures['total_s']:.0%} of one core" + (", all workers" if args.workers > 1 else "")),
+            (f"{label}: restart after kill -9 → ready", f"{figures['restart_ready_s']:.2f} s",
+             "one new worker; includes the wait for the killed workers' sessions to expire"),
+            (f"{label}: of which partitions assigned → ready", f"{figures['recovery_s']:.2f} s", "table recovery"),
+            (f"{label}: worker peak RSS", f"{figures['rss_mb']:.0f} MB", "the largest worker" if args.workers > 1 else ""),
         ]
     if "redis" in ours and "memory" in ours:
         cost = ours["redis"]["total_s"] / ours["memory"]["total_s"] - 1
@@ -228,7 +253,7 @@ def main() -> None:
     print(f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     for name, value, extra in rows:
         print(f"  {name:<{width}}  {value:>10}  {extra}")
-    report = {"bureaux": len(results), "baseline": baseline_figures, "soiree": ours, "redis_used_mb": redis_mb}
+    report = {"bureaux": len(results), "workers": args.workers, "baseline": baseline_figures, "soiree": ours, "redis_used_mb": redis_mb}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"  written to {args.json}")
