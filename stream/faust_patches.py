@@ -245,7 +245,8 @@ class Bundle(ConsumerMessage):
         records = cast(tuple[Message, ...], self.value)
         for record in records[:-1]:
             consumer.ack(record)
-        return bool(consumer.ack(self))  # the last record's offset
+        records[-1].acked = True
+        return bool(consumer.ack(self))  # the last record's offset, once
 
 
 class _DeliveryCheck:

@@ -14,7 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.app import create_app
 from stream.settings import Settings
-from stream.faust_patches import QuietMonitor, SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+from stream.faust_patches import Bundle, QuietMonitor, SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
 
 
 def test_the_app_runs_with_the_fixes_and_the_quiet_monitor(services: Settings) -> None:
@@ -23,6 +26,34 @@ def test_the_app_runs_with_the_fixes_and_the_quiet_monitor(services: Settings) -
     assert isinstance(app.consumer, _Consumer)
     assert isinstance(app.consumer._thread, _ConsumerThread)  # type: ignore[attr-defined]
     assert isinstance(app.monitor, QuietMonitor)
+    assert app.bundled_topics == {services.results_topic}  # type: ignore[attr-defined]
+
+
+def _record(tp: TP, offset: int) -> ConsumerMessage:
+    return ConsumerMessage(tp.topic, tp.partition, offset, 0.0, 0, None, b"key", b"value", None, tp=tp, generation_id=1)
+
+
+def test_a_bundle_commits_exactly_what_its_records_would(services: Settings) -> None:
+    """Faust commits up to the first offset not acknowledged: a bundle must acknowledge each of
+    its records, and nothing before it is acknowledged itself."""
+    app = create_app(services.model_copy(update={"app_id": f"t-bundle-{uuid.uuid4().hex[:6]}"}))
+    consumer = app.consumer
+    tp = TP(services.results_topic, 0)
+    app.topics._acking_topics.add(tp.topic)  # as the conductor does once it subscribed
+    consumer._committed_offset[tp] = 10
+    first = Bundle.of(tp, [_record(tp, offset) for offset in range(10, 15)])
+    second = Bundle.of(tp, [_record(tp, offset) for offset in range(15, 17)])
+    assert first.offset == 14 and [record.offset for record in first.value] == list(range(10, 15))
+    for bundle in (first, second):
+        bundle.incref()  # as the conductor does, once per stream
+        consumer._unacked_messages.add(bundle)  # as the stream does when it takes it
+
+    second.ack(consumer)
+    assert consumer._new_offset(tp) is None, "offsets 10-14 are not acknowledged yet"
+    first.ack(consumer)
+    assert all(record.acked for record in first.value + second.value)
+    assert consumer._new_offset(tp) == 17
+    assert not consumer._unacked_messages, "a shutdown would wait for the bundles forever"
 
 
 class _Flag:
