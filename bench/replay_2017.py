@@ -42,6 +42,8 @@ from stream.settings import Settings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
+#: Seconds without progress of the nation's count before a run is declared failed.
+STALL_S = 120
 
 
 async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> dict[str, float]:
@@ -108,10 +110,16 @@ async def publish_and_wait(settings: Settings, election: str, results: list[dict
         for result in results:
             await publisher.result(result)
     published = time.perf_counter() - started
+    reported, progressed = -1, time.perf_counter()
     while True:
         nation = read_standings(client, election, "nation", "FR")
         if nation is not None and nation.bureaux_reported == len(results):
             break
+        now = nation.bureaux_reported if nation is not None else 0
+        if now != reported:
+            reported, progressed = now, time.perf_counter()
+        elif time.perf_counter() - progressed > STALL_S:
+            raise SystemExit(f"the nation stayed at {reported:,} of {len(results):,} bureaux for {STALL_S} s: reports lost?")
         await asyncio.sleep(0.02)
     total = time.perf_counter() - started
     return {"publish_s": published, "total_s": total, "per_s": len(results) / total}

@@ -31,6 +31,12 @@ from .topics import contributions_topic, nation_topic
 
 __all__ = ["create_app", "RawSchema"]
 
+#: Bundles the results stream holds (Faust pauses fetching its partitions at 80 %). A bundle is
+#: what one fetch returned for a partition: small at a steady pace, up to ~3,400 records in a replay.
+RESULTS_STREAM_BUNDLES = 16
+#: Bundles routing takes at once; it works through their reports in chunks of ``batch_size``.
+BUNDLES_PER_TAKE = 4
+
 
 class RawSchema(Schema):
     """Keys and values stay the bytes Kafka gave. Faust's own schema decodes ``raw`` bytes
@@ -93,9 +99,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
     nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, schema=RawSchema())
 
     # Reports arrive as bundles (one per partition per fetch, ``faust_patches.Bundle``): Faust's
-    # per-record delivery cost more CPU than routing them. The stream holds at most 16 bundles.
+    # per-record delivery cost more CPU than routing them.
     app.bundled_topics = frozenset({settings.results_topic})
-    results = app.topic(settings.results_topic, partitions=partitions, schema=RawSchema(), maxsize=16)
+    results = app.topic(settings.results_topic, partitions=partitions, schema=RawSchema(), maxsize=RESULTS_STREAM_BUNDLES)
 
     # Routing as a Faust agent: a plain consumer group reading record batches was 12 s faster
     # on the 2017 night, but it kept producing while the tally's consumer was being positioned
@@ -103,7 +109,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # Faust's own takeover window, which agents are not safe from either (docs/reliability.md).
     @app.agent(results, name="route_results")
     async def route_results(stream: faust.StreamT) -> None:
-        async for bundles in stream.take_events(4, within=settings.batch_window):
+        async for bundles in stream.take_events(BUNDLES_PER_TAKE, within=settings.batch_window):
             records = [record for bundle in bundles for record in bundle.value]
             for start in range(0, len(records), settings.batch_size):
                 await pipeline.on_results(records[start : start + settings.batch_size])

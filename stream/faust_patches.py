@@ -1,4 +1,4 @@
-"""Where Soirée departs from faust-streaming 0.15.3: two fixes and two shortcuts.
+"""Where Soirée departs from faust-streaming 0.15.3: two fixes and three shortcuts.
 
 **Records skipped when partitions move between workers.** Two flaws let records through while
 Faust means its stream partitions to be paused, and those records move Faust's read offsets
