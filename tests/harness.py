@@ -79,6 +79,7 @@ class Stack:
             SOIREE_UPDATES_TOPIC=s.updates_topic,
             SOIREE_ELECTIONS_TOPIC=s.elections_topic,
             SOIREE_TURNOUT_STEP=str(s.turnout_step),
+            SOIREE_BATCH_SIZE=str(s.batch_size),
             SOIREE_HOME=str(s.home),
         )
         return env

@@ -5,6 +5,7 @@ Expected totals are computed here, by plain sums over the latest ``seq`` of each
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -147,6 +148,33 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
             assert (*area, kind) in kinds, (area, kind)
     tie = [ev for ev in events if ev["area"] == "42001" and ev["kind"] == "leader_changed"]
     assert tie[-1]["tied"] == ["A", "B"] and tie[-1]["leader"] is None
+
+
+def test_areas_touched_by_many_small_chunks(stack: Any) -> None:
+    """Batches of three reports: every commune and department is updated again and again across
+    chunks, with corrections, and must still add up. (Keeping area states as objects between
+    chunks once made a department subtract a commune's new total instead of its old one.)"""
+    s: Stack = stack("chunks", batch_size=3)
+    election = mini_election()
+    e = election.election
+    s.register(election)
+    rng = random.Random(7)
+    reports = []
+    for seq in range(1, 13):
+        for bureau in [b[0] for b in ROLL]:
+            reports.append(result(e, bureau, seq, {c: rng.randint(0, 20) for c in CANDIDATES}))
+    s.start_worker()
+    s.publish(reports)
+    truth = expected_by_area(election, reports)
+
+    def settled() -> bool:
+        return all(
+            (got := s.standings(e, level, area)) is not None and got.votes == {c: total["votes"].get(c, 0) for c in CANDIDATES}
+            and got.voters == total["voters"]
+            for (level, area), total in truth.items()
+        )
+
+    s.wait_until(settled, 90, "every area equal to the sums of the last reports")
 
 
 def check_event_story(events: list[dict[str, Any]], s: Stack, election: str) -> None:
