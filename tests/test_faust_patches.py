@@ -12,11 +12,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.app import create_app
-from stream.settings import Settings
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
+from stream.app import create_app
+from stream.settings import Settings
 from stream.faust_patches import Bundle, QuietMonitor, SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
 
 
