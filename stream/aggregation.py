@@ -52,6 +52,9 @@ class Tally:
         for candidate, count in other.votes.items():
             votes[candidate] = votes.get(candidate, 0) + sign * count
 
+    def copy(self) -> Tally:
+        return Tally(self.bureaux, self.registered, self.voters, self.blank, self.invalid, dict(self.votes))
+
     def to_json(self) -> list[Any]:
         return [self.bureaux, self.registered, self.voters, self.blank, self.invalid, self.votes]
 

@@ -80,7 +80,8 @@ class _Area:
     key: bytes
     state: AreaState
     event: EventT  # the latest message that touched it: its partition is the table partition
-    changed: bool = False
+    changed: bool = False  # since its last announcement
+    written: bool = False  # announced in this chunk, so its state is written at the end
     cause: dict[str, Any] | None = None
 
 
@@ -190,42 +191,37 @@ class Pipeline:
             await self._tally(chunk)
 
     async def _tally(self, messages: list[tuple[EventT, dict[str, Any]]]) -> None:
+        """One chunk: changes detected message by message, outputs sent once, state written last.
+
+        Events are decided after each message, never across a chunk: they are then a function
+        of the stored state and the log alone, whatever the chunking. That is what makes a crash
+        safe for the events: a worker killed after its events went out but before its state was
+        stored resumes from the earlier state, re-reads the same messages and announces the same
+        changes again (repeats). Decided per chunk, the replay could lump together a change and
+        its undoing (FILLON -> LE PEN -> FILLON) and announce nothing, leaving subscribers with
+        the LE PEN of the lost run (a CI run of 2026-11-26 failed on it).
+        """
         batch = _Batch(self.areas)
         outbox = Outbox(self.producer)
-        bureaux: list[tuple[_Area, str, int, Tally]] = []
-        bureaux_again: list[tuple[_Area, str]] = []
-        communes: dict[bytes, _Area] = {}
+        views: dict[str, bytes] = {}
         touched_departments: dict[bytes, _Area] = {}
+        at = datetime.now(timezone.utc).isoformat()  # one time for the chunk's events
         for event, message in messages:
             election = await self._waiting_for_redis(self.elections.get, message["e"])
             if election is None:
                 self.reject(outbox, event.message, f"contribution for unknown election {message['e']!r}")
             elif message["l"] == "department":
-                self._into_communes(batch, election, event, message, bureaux, bureaux_again, communes)
+                self._into_communes(batch, election, event, message, outbox, views, touched_departments, at)
             else:
-                self._into_nation(batch, election, event, message)
-        for commune in communes.values():
-            department = self._department(batch, commune.election, commune.election.roll_by_commune[commune.area], commune.event)
-            if department.state.apply(commune.area, commune.state.version, commune.state.total):
-                department.changed = True
-                department.state.version = max(department.state.version, commune.state.version)
-                department.cause = commune.cause or department.cause
-            touched_departments[department.key] = department
+                nation = self._into_nation(batch, election, event, message)
+                if nation.changed:
+                    self._announce(outbox, nation, views, at)
         # Outputs first, state last: the state records what was announced, so it is written only
-        # once the events are in Kafka. A crash in between re-delivers the batch, which then
+        # once the events are in Kafka. A crash in between re-delivers the chunk, which then
         # changes the state again and announces again (at least once). Standings of everything
-        # the batch touched are rewritten, changed or not, so a re-delivery repairs them too.
-        views: dict[str, bytes] = {}
-        at = datetime.now(timezone.utc).isoformat()  # one time for the batch's events
-        for commune, bureau, seq, tally in bureaux:
-            self._announce_bureau(outbox, commune, bureau, seq, tally, views, at)
-        for commune, bureau in bureaux_again:
-            view_key, standings = self._bureau_standings(commune.election, bureau, commune.state.children[bureau][1])
-            views[view_key] = dumps(standings)
+        # the chunk touched are rewritten, changed or not, so a re-delivery repairs them too.
         for area in batch.areas.values():
-            if area.changed:
-                self._announce(outbox, area, views, at)
-            else:
+            if not area.written:
                 view_key, standings = self._area_standings(area.election, area.level, area.area, area.state.total)
                 views[view_key] = dumps(standings)
         self._forward_to_nation(outbox, touched_departments.values())
@@ -234,8 +230,11 @@ class Pipeline:
             await asyncio.gather(*delivered)
         await self.write_views(views)
         changelog = Outbox(self.producer)
-        for area in batch.areas.values():
-            if area.changed:
+        # Departments before their communes: should a crash keep only part of these records, a
+        # department's announced state is then ahead of its communes, never behind, and the
+        # replay announces from what subscribers last heard.
+        for area in sorted(batch.areas.values(), key=lambda area: area.level != "department"):
+            if area.written:
                 self._write(area, changelog)
         await changelog.send(on_delivered=self._changelog_delivered)
 
@@ -280,12 +279,16 @@ class Pipeline:
         election: ElectionIndex,
         event: EventT,
         message: dict[str, Any],
-        bureaux: list[tuple[_Area, str, int, Tally]],
-        bureaux_again: list[tuple[_Area, str]],
-        communes: dict[bytes, _Area],
+        outbox: Outbox,
+        views: dict[str, bytes],
+        departments: dict[bytes, _Area],
+        at: str,
     ) -> None:
+        """One contribution: its bureaux into their communes, the communes into their department,
+        then the events of everything it changed."""
         offset = event.message.offset
         roll = election.roll
+        communes: dict[bytes, _Area] = {}
         for bureau, seq, tally_json in message["c"]:
             commune = batch.get(election, "commune", roll[bureau].commune, event)
             tally = Tally.from_json(tally_json)
@@ -293,18 +296,35 @@ class Pipeline:
                 commune.changed = True
                 commune.state.version = offset
                 commune.cause = {"bureau": bureau, "seq": seq}
-                bureaux.append((commune, bureau, seq, tally))
+                self._announce_bureau(outbox, commune, bureau, seq, tally, views, at)
             else:
-                bureaux_again.append((commune, bureau))
+                view_key, standings = self._bureau_standings(election, bureau, commune.state.children[bureau][1])
+                views[view_key] = dumps(standings)
             communes[commune.key] = commune
+        touched: dict[bytes, _Area] = {}
+        for commune in communes.values():
+            department = self._department(batch, election, election.roll_by_commune[commune.area], event)
+            # a copy: the department keeps it as the commune's total, which a later message may change
+            if department.state.apply(commune.area, commune.state.version, commune.state.total.copy()):
+                department.changed = True
+                department.state.version = max(department.state.version, commune.state.version)
+                department.cause = commune.cause or department.cause
+            touched[department.key] = department
+            if commune.changed:
+                self._announce(outbox, commune, views, at)
+        for department in touched.values():
+            if department.changed:
+                self._announce(outbox, department, views, at)
+        departments.update(touched)
 
-    def _into_nation(self, batch: _Batch, election: ElectionIndex, event: EventT, message: dict[str, Any]) -> None:
+    def _into_nation(self, batch: _Batch, election: ElectionIndex, event: EventT, message: dict[str, Any]) -> _Area:
         nation = batch.get(election, "nation", NATION, event)
         for department, version, tally_json, cause in message["c"]:
             if nation.state.apply(department, version, Tally.from_json(tally_json)):
                 nation.changed = True
                 nation.state.version = event.message.offset
                 nation.cause = cause
+        return nation
 
     def _forward_to_nation(self, outbox: Outbox, departments: Iterable[_Area]) -> None:
         by_election: dict[str, list[list[Any]]] = {}
@@ -335,6 +355,7 @@ class Pipeline:
         events, state.announced = detect_changes(
             state.announced, standings, state.total, self.settings.turnout_step, area.cause, at
         )
+        area.changed, area.written = False, True
         self._publish(outbox, view_key, area.area, standings, events, views)
 
     def _publish(
