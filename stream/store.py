@@ -216,12 +216,23 @@ class RedisStore(SerializedStore):
     async def _load(self, partition: int) -> None:
         self._forget(partition)
         prefix = self._prefix(partition)
-        async with self._async.pipeline(transaction=True) as pipe:
-            pipe.hgetall(prefix + ":data")
-            pipe.get(prefix + ":offset")
-            data, offset = await pipe.execute()
+        async with self._flush_lock:  # a flush in progress holds writes that are neither here nor in Redis
+            async with self._async.pipeline(transaction=True) as pipe:
+                pipe.hgetall(prefix + ":data")
+                pipe.get(prefix + ":offset")
+                data, offset = await pipe.execute()
         self._values.update(data)
         self._partition_of.update(dict.fromkeys(data, partition))
+        # Writes not yet in Redis are newer than what it sent: an agent finishing its batch while
+        # the partition is reloaded in a rebalance (the broker came back after a restart, and the
+        # group re-formed) would otherwise see its writes replaced by the state before them.
+        for key, value in self._dirty.get(partition, {}).items():
+            if value is None:
+                self._values.pop(key, None)
+                self._partition_of.pop(key, None)
+            else:
+                self._values[key] = value
+                self._partition_of[key] = partition
         if offset is None:
             self._offsets.pop(partition, None)
         else:
