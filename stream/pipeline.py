@@ -120,6 +120,8 @@ class Pipeline:
     #: standings not yet written because Redis was unreachable (newest per key)
     pending_views: dict[str, bytes] = field(default_factory=dict)
     views_failing: bool = False
+    #: one MSET at a time: Redis may run a later, smaller one (another connection) before it
+    views_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: in-memory departments with their communes' totals (see ``_department``)
     departments: dict[bytes, AreaState] = field(default_factory=dict)
     marker_set: bool = False
@@ -381,23 +383,26 @@ class Pipeline:
     async def write_views(self, views: dict[str, bytes]) -> None:
         """Write standings; while Redis is away they wait here (latest per area) and go later."""
         self.pending_views.update(views)
-        if not self.pending_views:
-            return
-        writing = dict(self.pending_views)
-        try:
-            await self.redis.mset(writing)
-        except (RedisError, OSError) as exc:
-            if not self.views_failing:
-                log.warning("Redis unreachable, standings wait in memory until it is back: %s", exc)
-            self.views_failing = True
-        else:
-            if self.views_failing:
-                log.warning("Redis is back: %d waiting standings written", len(writing))
-            self.views_failing = False
-            # the two agents write in turn: keep what the other one added meanwhile
-            for key, value in writing.items():
-                if self.pending_views.get(key) is value:
-                    del self.pending_views[key]
+        # The two agents and the Redis check write in turn. Overlapping, the 30,000 standings
+        # waiting after an outage (a 15 MB MSET) could land after a newer standing sent meanwhile
+        # on another connection, and put an older one back for good.
+        async with self.views_lock:
+            if not self.pending_views:
+                return
+            writing = dict(self.pending_views)
+            try:
+                await self.redis.mset(writing)
+            except (RedisError, OSError) as exc:
+                if not self.views_failing:
+                    log.warning("Redis unreachable, standings wait in memory until it is back: %s", exc)
+                self.views_failing = True
+            else:
+                if self.views_failing:
+                    log.warning("Redis is back: %d waiting standings written", len(writing))
+                self.views_failing = False
+                for key, value in writing.items():  # keep what was added meanwhile
+                    if self.pending_views.get(key) is value:
+                        del self.pending_views[key]
 
     async def check_redis(self) -> None:
         """Called every second: retry waiting standings; if Redis lost everything (restarted

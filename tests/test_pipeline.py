@@ -271,3 +271,42 @@ def test_events_do_not_depend_on_how_contributions_are_chunked(stack: Any) -> No
     assert set(one_by_one) == set(all_at_once)
     for area, events in one_by_one.items():
         assert all_at_once[area] == events, area
+
+
+class _RedisRunningLaterCommandsFirst:
+    """MSET as Redis may run it across connections: the first one sent finishes last."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.down = False
+        self.calls = 0
+
+    async def mset(self, mapping: dict[str, bytes]) -> None:
+        if self.down:
+            raise ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(0.05)  # a big MSET still being read by Redis
+        self.data.update(mapping)
+
+
+def test_standings_waiting_for_redis_never_overwrite_newer_ones() -> None:
+    """After an outage the waiting standings go in one big MSET; a newer standing written while
+    it is on its way must stay (a department once kept an older standing for good)."""
+    from stream.pipeline import Pipeline
+    from stream.settings import Settings
+
+    async def scenario() -> None:
+        redis_ = _RedisRunningLaterCommandsFirst()
+        pipeline = Pipeline(Settings(), None, None, None, "", "", redis_, "marker")  # type: ignore[arg-type]
+        redis_.down = True
+        await pipeline.write_views({"department 42": b"old"})  # waits in memory
+        redis_.down = False
+        back = asyncio.ensure_future(pipeline.write_views({}))  # the Redis check sends what waited
+        await asyncio.sleep(0)
+        await pipeline.write_views({"department 42": b"new"})  # an agent, meanwhile
+        await back
+        assert redis_.data == {"department 42": b"new"}
+        assert pipeline.pending_views == {}
+
+    asyncio.run(scenario())
