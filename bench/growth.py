@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from bench.replay_2017 import (  # noqa: E402
-    baseline, cpu_seconds, publish_and_wait, start_worker, status_mb, wait_ready,
+    baseline, cpu_seconds, publish_and_wait, require, start_worker, status_mb, wait_ready,
 )
 from stream.election_log import register_election  # noqa: E402
 from stream.models import Election  # noqa: E402
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/growth.json")
     args = parser.parse_args()
+    require(Settings())
     report: dict[int, dict[str, float]] = {}
     for size in (int(s) for s in args.sizes.split(",")):
         started = time.perf_counter()

@@ -31,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import ROUND1, start_worker, wait_ready  # noqa: E402
+from bench.replay_2017 import ROUND1, require, start_worker, wait_ready  # noqa: E402
 from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.publish import Publisher  # noqa: E402
@@ -131,6 +131,7 @@ def main() -> None:
     settings = Settings().model_copy(update=dict(
         app_id=f"lat-{tag}", results_topic=f"lat-{tag}-results", rejected_topic=f"lat-{tag}-rejected",
         updates_topic=f"lat-{tag}-updates", elections_topic=f"lat-{tag}-elections", turnout_step=0.000001))
+    require(settings, args.data)
     path = args.data / ROUND1
     election = election_from_ministry(path, f"pres2017-t1-lat-{tag}")
     count = int(args.rate * args.seconds)

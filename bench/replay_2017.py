@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stream import infra  # noqa: E402
 from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.publish import Publisher  # noqa: E402
@@ -42,6 +43,19 @@ from stream.settings import Settings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
+
+
+def require(settings: Settings, data: Path | None = None) -> None:
+    """One line instead of a traceback when the services or the 2017 file are not there."""
+    problems = []
+    if not infra.kafka_answers(settings.kafka_bootstrap):
+        problems.append(f"Kafka does not answer at {settings.kafka_bootstrap}")
+    if not infra.redis_answers(settings.redis_dsn()):
+        problems.append("Redis does not answer at " + settings.redis_display())
+    if problems:
+        sys.exit("; ".join(problems) + ": start them with `./soiree up` (or set SOIREE_KAFKA_BOOTSTRAP, SOIREE_REDIS_URL)")
+    if data is not None and not (data / ROUND1).is_file():
+        sys.exit(f"{ROUND1} is not in {data}: pass --data DIR (the folder of shared/data/pres2017)")
 #: Seconds without progress of the nation's count before a run is declared failed.
 STALL_S = 120
 
@@ -229,6 +243,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the group (one per core at most)")
     args = parser.parse_args()
     base = Settings()
+    require(base, args.data)
     path = args.data / ROUND1
     results = list(results_from_ministry(path, "pres2017-t1"))
     payloads = [(r["bureau"].encode(), orjson.dumps(r)) for r in results]
