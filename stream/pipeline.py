@@ -414,6 +414,11 @@ class Pipeline:
             elif not await self.redis.set(self.marker, "1", ex=3600, xx=True):
                 await self.restore()
                 await self.redis.set(self.marker, "1", ex=3600)
+            elif getattr(self.areas.data, "rebuilt_from_changelog", False):
+                # Redis was wiped before this worker started (its marker could not tell): the
+                # table came back from the changelog, the standings must come back from the table
+                self.areas.data.rebuilt_from_changelog = False
+                await self.restore()
         except (RedisError, OSError) as exc:
             log.warning("Redis unreachable: %s", exc)
             return

@@ -89,6 +89,11 @@ class RedisStore(SerializedStore):
         #: per partition: the offset read with the data at load time, then the last one written
         self._offsets: dict[int, int] = {}
         self._loaded: set[int] = set()
+        #: partitions loaded while Redis had no data for them: their changelog is replayed whole
+        self._lost: set[int] = set()
+        #: set when such a replay brought keys back; what Redis derived from them (the standings)
+        #: is then missing too, and nothing else would tell (``Pipeline.check_redis``)
+        self.rebuilt_from_changelog = False
         self._flush_lock = asyncio.Lock()
         self._flush_script = self._async.register_script(_FLUSH_SCRIPT)
         self._failures = 0
@@ -162,6 +167,8 @@ class RedisStore(SerializedStore):
                 raise TypeError(f"Changelog entry is missing key: {event.message}")
             self._set(key, event.message.value, event.message.partition)
             self._pending_offsets[event.message.partition] = event.message.offset
+            if event.message.partition in self._lost:
+                self.rebuilt_from_changelog = True
 
     def reset_state(self) -> None:
         """Nothing local to remove: Redis is the state."""
@@ -235,8 +242,10 @@ class RedisStore(SerializedStore):
                 self._partition_of[key] = partition
         if offset is None:
             self._offsets.pop(partition, None)
+            self._lost.add(partition)
         else:
             self._offsets[partition] = int(offset)
+            self._lost.discard(partition)
         self._loaded.add(partition)
         self.log.info(
             "Loaded %d keys of %s partition %d from Redis (changelog offset %s)",

@@ -157,3 +157,26 @@ def test_a_write_made_while_a_partition_reloads_is_kept(services: Settings) -> N
         assert plain.hgetall(prefix + ":data") == {b"area": b"new"}
 
     asyncio.run(scenario())
+
+
+def test_a_replay_into_a_partition_redis_lost_is_reported(services: Settings) -> None:
+    """A worker starting after Redis lost everything cannot tell from its own marker (it is new);
+    the store can: its changelog brings keys back to a partition Redis had no data for."""
+    app_id = f"store-{uuid.uuid4().hex[:6]}"
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        tp1 = changelog(table, 1)
+        store._set(b"kept", b"1", partition=1)
+        store.set_persisted_offset(tp1, 3)
+        await store.flush()  # partition 1 in Redis with its offset; partition 0 never written
+
+        restarted, restarted_table = make_store(services, app_id)
+        both = {changelog(restarted_table, 0), changelog(restarted_table, 1)}
+        await restarted.on_rebalance(both, set(), both)
+        restarted.apply_changelog_batch([_Event(_Message(b"tail", b"2", 1, 4))], to_key=lambda k: k, to_value=lambda v: v)
+        assert not restarted.rebuilt_from_changelog  # Redis had partition 1: only its tail came back
+        restarted.apply_changelog_batch([_Event(_Message(b"lost", b"3", 0, 0))], to_key=lambda k: k, to_value=lambda v: v)
+        assert restarted.rebuilt_from_changelog
+
+    asyncio.run(scenario())
