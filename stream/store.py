@@ -207,7 +207,7 @@ class RedisStore(SerializedStore):
     async def on_rebalance(
         self, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP], generation_id: int = 0
     ) -> None:
-        await self.flush()
+        await self._flush_before_revoke(self, revoked)
         for partition in self._my_partitions(revoked):
             self._forget(partition)
         for partition in self._my_partitions(newly_assigned):
@@ -219,27 +219,22 @@ class RedisStore(SerializedStore):
             self._partition_of.pop(key, None)
         self._loaded.discard(partition)
         self._offsets.pop(partition, None)
+        # Writes that Redis missed (it was away when the partition was given up) are not ours
+        # to make any more: flushed later, they would overwrite the next owner's newer state.
+        # The changelog has them, and Redis's offset still points before them: the next owner
+        # replays them.
+        self._dirty.pop(partition, None)
+        self._pending_offsets.pop(partition, None)
 
     async def _load(self, partition: int) -> None:
         self._forget(partition)
         prefix = self._prefix(partition)
-        async with self._flush_lock:  # a flush in progress holds writes that are neither here nor in Redis
-            async with self._async.pipeline(transaction=True) as pipe:
-                pipe.hgetall(prefix + ":data")
-                pipe.get(prefix + ":offset")
-                data, offset = await pipe.execute()
+        async with self._async.pipeline(transaction=True) as pipe:
+            pipe.hgetall(prefix + ":data")
+            pipe.get(prefix + ":offset")
+            data, offset = await pipe.execute()
         self._values.update(data)
         self._partition_of.update(dict.fromkeys(data, partition))
-        # Writes not yet in Redis are newer than what it sent: an agent finishing its batch while
-        # the partition is reloaded in a rebalance (the broker came back after a restart, and the
-        # group re-formed) would otherwise see its writes replaced by the state before them.
-        for key, value in self._dirty.get(partition, {}).items():
-            if value is None:
-                self._values.pop(key, None)
-                self._partition_of.pop(key, None)
-            else:
-                self._values[key] = value
-                self._partition_of[key] = partition
         if offset is None:
             self._offsets.pop(partition, None)
             self._lost.add(partition)
