@@ -213,7 +213,7 @@ class Pipeline:
             if election is None:
                 self.reject(outbox, event.message, f"contribution for unknown election {message['e']!r}")
             elif message["l"] == "department":
-                self._into_communes(batch, election, event, message, outbox, views, touched_departments, at)
+                touched_departments.update(self._into_communes(batch, election, event, message, outbox, views, at))
             else:
                 nation = self._into_nation(batch, election, event, message)
                 if nation.changed:
@@ -283,11 +283,10 @@ class Pipeline:
         message: dict[str, Any],
         outbox: Outbox,
         views: dict[str, bytes],
-        departments: dict[bytes, _Area],
         at: str,
-    ) -> None:
+    ) -> dict[bytes, _Area]:
         """One contribution: its bureaux into their communes, the communes into their department,
-        then the events of everything it changed."""
+        then the events of everything it changed. Returns the departments it touched."""
         offset = event.message.offset
         roll = election.roll
         communes: dict[bytes, _Area] = {}
@@ -317,7 +316,7 @@ class Pipeline:
         for department in touched.values():
             if department.changed:
                 self._announce(outbox, department, views, at)
-        departments.update(touched)
+        return touched
 
     def _into_nation(self, batch: _Batch, election: ElectionIndex, event: EventT, message: dict[str, Any]) -> _Area:
         nation = batch.get(election, "nation", NATION, event)

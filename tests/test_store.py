@@ -40,6 +40,11 @@ def changelog(table: Any, partition: int) -> TP:
     return TP(table.changelog_topic.get_topic_name(), partition)
 
 
+async def unreachable(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for the flush script while Redis is away."""
+    raise redis.ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+
 def test_store_contract(services: Settings) -> None:
     app_id = f"store-{uuid.uuid4().hex[:6]}"
     plain = redis.Redis.from_url(services.redis_dsn())
@@ -89,9 +94,6 @@ def test_store_contract(services: Settings) -> None:
 
         # Redis away: writes wait in memory, nothing is lost, the flush goes through later
         working = store._flush_script
-
-        async def unreachable(*args: Any, **kwargs: Any) -> Any:
-            raise redis.ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
 
         store._flush_script = unreachable
         store.apply_changelog_batch([_Event(_Message(b"e", b"5", 0, 14))], to_key=lambda k: k, to_value=lambda v: v)
@@ -143,9 +145,6 @@ def test_a_partition_given_up_while_redis_is_away_is_not_written_later(services:
         tp0, tp1 = changelog(table, 0), changelog(table, 1)
         await store.on_rebalance({tp0, tp1}, set(), {tp0, tp1})
         working = store._flush_script
-
-        async def unreachable(*args: Any, **kwargs: Any) -> Any:
-            raise redis.ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
 
         store._flush_script = unreachable
         store._set(b"area", b"old", partition=1)
