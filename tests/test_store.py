@@ -94,7 +94,6 @@ def test_store_contract(services: Settings) -> None:
 
         # Redis away: writes wait in memory, nothing is lost, the flush goes through later
         working = store._flush_script
-
         store._flush_script = unreachable
         store.apply_changelog_batch([_Event(_Message(b"e", b"5", 0, 14))], to_key=lambda k: k, to_value=lambda v: v)
         try:
@@ -145,7 +144,6 @@ def test_a_partition_given_up_while_redis_is_away_is_not_written_later(services:
         tp0, tp1 = changelog(table, 0), changelog(table, 1)
         await store.on_rebalance({tp0, tp1}, set(), {tp0, tp1})
         working = store._flush_script
-
         store._flush_script = unreachable
         store._set(b"area", b"old", partition=1)
         store._set(b"mine", b"kept", partition=0)
