@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_contributions(list(events))
 
-    app.on_partitions_revoked.connect(pipeline.forget_departments)
+    app.on_partitions_revoked.connect(pipeline.forget_states)
     # The marker goes in before anything is consumed: a Redis wiped at any later moment shows.
     redis.Redis.from_url(settings.redis_dsn()).set(pipeline.marker, "1", ex=3600)
     pipeline.marker_set = True

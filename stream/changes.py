@@ -15,7 +15,7 @@ from typing import Any
 
 from .aggregation import Tally
 
-__all__ = ["leader_of", "make_standings", "detect_changes", "EPSILON"]
+__all__ = ["leader_of", "shares_of", "make_standings", "detect_changes", "EPSILON"]
 
 #: Floating-point slack when comparing a turnout move with the step.
 EPSILON = 1e-9
@@ -37,6 +37,27 @@ def leader_of(votes: dict[str, int]) -> tuple[str | None, list[str] | None, int]
     return leader, None, top - runner_up
 
 
+def shares_of(votes: dict[str, int], expressed: int) -> dict[str, float]:
+    """``round(100.0 * count / expressed, 2)`` per candidate, exactly, at half the cost.
+
+    ``round`` to 2 places formats the float as decimal text and parses it back, and a night makes
+    175,000 standings of a dozen shares. Away from a rounding tie the nearest hundredth is
+    ``int(100 * x + 0.5)``, and that divided by 100 is the very float ``round`` returns (both are
+    the correctly rounded value of the same hundredth). Within 1e-6 of a tie, where the float
+    error of ``100 * x`` could tip it, ``round`` decides.
+    """
+    shares: dict[str, float] = {}
+    for candidate, count in votes.items():
+        if not expressed:
+            shares[candidate] = 0.0
+            continue
+        x = 100.0 * count / expressed
+        hundredths = x * 100.0 + 0.5
+        nearest = int(hundredths)
+        shares[candidate] = nearest / 100 if 1e-6 < hundredths - nearest < 0.999999 and x >= 0 else round(x, 2)
+    return shares
+
+
 def turnout_of(total: Tally) -> float | None:
     """Percentage of the registered voters of the reported bureaux who voted."""
     return 100.0 * total.voters / total.registered if total.registered else None
@@ -52,12 +73,13 @@ def make_standings(
     candidates: list[str],
 ) -> dict[str, Any]:
     """The results view of one area (a ``Standings`` as a plain dict: this runs per message)."""
-    votes = dict.fromkeys(candidates, 0)  # in the election's order, missing ones at 0
-    votes.update(total.votes)
-    if len(votes) != len(candidates):  # never from validated reports; keep only the election's
-        votes = {candidate: total.votes.get(candidate, 0) for candidate in candidates}
+    votes = total.votes
+    if list(votes) == candidates:  # the usual case: reports list candidates in the election's order
+        votes = dict(votes)
+    else:  # in the election's order, missing ones at 0, foreign ones (never validated) dropped
+        votes = {candidate: votes.get(candidate, 0) for candidate in candidates}
     expressed = sum(votes.values())
-    shares = {c: round(100.0 * v / expressed, 2) if expressed else 0.0 for c, v in votes.items()}
+    shares = shares_of(votes, expressed)
     leader, tied, margin = leader_of(votes)
     turnout = turnout_of(total)
     return {

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.aggregation import Tally
-from stream.changes import detect_changes, leader_of, make_standings
+from stream.changes import detect_changes, leader_of, make_standings, shares_of
 from stream.models import Standings, UpdateEvent
 
 CANDIDATES = ["HAMON", "VALLS"]
@@ -104,6 +104,22 @@ def test_standings_on_a_tie() -> None:
     Standings.model_validate(standings)
     assert (standings["leader"], standings["tied"], standings["margin"]) == (None, ["HAMON", "VALLS"], 0)
     assert standings["shares"] == {"HAMON": 50.0, "VALLS": 50.0}
+
+
+def test_shares_are_what_round_gives_including_ties() -> None:
+    """``shares_of`` skips ``round`` away from ties: it must still give ``round``'s float, to the
+    bit. Every count of every total up to 1,500 (exact ties such as 1/8 = 12.5 % or 1/40,000 =
+    0.0025 % among them), and big totals at random."""
+    import random
+
+    rng = random.Random(2017)
+    totals = [(expressed, range(expressed + 1)) for expressed in range(1, 1501)]
+    totals += [(e, [rng.randint(0, e) for _ in range(100)]) for e in (rng.randint(1, 10**8) for _ in range(500))]
+    totals += [(40_000, [1, 3, 5]), (20_000, [1, 3]), (4_000, [107]), (8, [1, 3, 5, 7])]
+    for expressed, counts in totals:
+        votes = {f"C{n}": count for n, count in enumerate(counts)}
+        assert shares_of(votes, expressed) == {c: round(100.0 * v / expressed, 2) for c, v in votes.items()}, expressed
+    assert shares_of({"A": 0, "B": 0}, 0) == {"A": 0.0, "B": 0.0}
 
 
 @settings(max_examples=60, deadline=None)
