@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import OrderedDict
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -96,7 +97,7 @@ class _Batch:
 
     table: TableT
     #: states as the previous chunks wrote them, by key (``Pipeline.held``)
-    held: dict[bytes, AreaState]
+    held: OrderedDict[bytes, AreaState]
     areas: dict[bytes, _Area] = field(default_factory=dict)
 
     def get(self, election: ElectionIndex, level: str, area: str, event: EventT) -> _Area:
@@ -134,7 +135,7 @@ class Pipeline:
     #: in-memory departments with their communes' totals (see ``_department``)
     departments: dict[bytes, AreaState] = field(default_factory=dict)
     #: communes' and the nation's states exactly as last written, most recent last (``_hold``)
-    held: dict[bytes, AreaState] = field(default_factory=dict)
+    held: OrderedDict[bytes, AreaState] = field(default_factory=OrderedDict)
     #: bumped whenever held states are dropped: a chunk that ran meanwhile must not hold its own
     held_generation: int = 0
     marker_set: bool = False
@@ -227,7 +228,7 @@ class Pipeline:
             if area.level != "department":  # departments live in ``departments``
                 held[area.key] = area.state
         while len(held) > HELD_STATES:
-            del held[next(iter(held))]  # the least recently written
+            held.popitem(last=False)  # the least recently written (a dict's first key is O(n) to find after deletions)
 
     async def _tally_chunk(self, messages: list[tuple[EventT, dict[str, Any]]]) -> _Batch:
         """One chunk: changes detected message by message, outputs sent once, state written last.
