@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stream.aggregation import AreaState, area_key  # noqa: E402
+from stream.app import GC_THRESHOLDS  # noqa: E402
 from stream.elections import ElectionIndex  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.models import NATION  # noqa: E402
@@ -84,6 +85,7 @@ def main() -> None:
     payloads = [(r["bureau"].encode(), orjson.dumps(r)) for r in results]
     expected = {"voters": sum(r["voters"] for r in results), "bureaux": len(results)}
     gc.freeze()  # as the worker does once the roll is loaded (elections.ElectionCache)
+    gc.set_threshold(*GC_THRESHOLDS)  # as ``soiree worker`` does
 
     runs = []
     for _ in range(args.repeat):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -99,7 +100,7 @@ def worker(
     """Run a Faust worker in the foreground (several may run at once)."""
     import faust
 
-    from .app import create_app
+    from .app import GC_THRESHOLDS, create_app
     from .election_log import restore_from_log
     from .elections import list_elections
     from .topics import TopicsMisconfigured, ensure_topics
@@ -130,6 +131,7 @@ def worker(
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the same asyncio, a faster loop
+    gc.set_threshold(*GC_THRESHOLDS)
     faust_app = create_app(settings)
     faust_app.pipeline.elections.preload(election or [])  # type: ignore[attr-defined]
     sys.argv = [sys.argv[0], "worker"]
