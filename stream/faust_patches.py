@@ -142,19 +142,7 @@ class _LivePartitions:
         return True
 
 
-#: How long the broker may hold a fetch waiting for data (Faust sets 1.5 s). aiokafka sends no
-#: new fetch to a broker while one is in flight, so a partition that becomes fetchable meanwhile
-#: (Faust pauses a stream's partitions while its buffer is full, and resumes them) is not read
-#: until that fetch returns: with nothing else arriving, up to the whole wait.
-FETCH_MAX_WAIT_MS = 25
-
-
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when its fetcher starts
-        return consumer
-
     async def _fetch_records(self, consumer: Any, active_partitions: Any, timeout: Any = None, max_records: Any = None) -> Any:
         return await super()._fetch_records(consumer, _LivePartitions(active_partitions), timeout, max_records)
 

@@ -49,8 +49,6 @@ KAFKA_START_TIMEOUT = 120.0  # seconds; a warm start takes ~5 s, a cold JVM on a
 REDIS_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0  # SIGTERM grace before SIGKILL (the broker flushes and closes its logs)
 KAFKA_HEAP = "-Xmx1g"
-#: Kafka's own launcher's defaults (kafka-run-class.sh): G1 aiming at 20 ms pauses, not Java's 200.
-KAFKA_GC = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent"]
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
 _POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 
@@ -506,8 +504,7 @@ def _start_kafka(settings: Settings, console: Console | None) -> ServiceStatus:
     _format_storage(settings, java, libs, server)
     log4j = server.parent / "log4j2.xml"
     argv = [
-        java, KAFKA_HEAP, "-Xms256m", *KAFKA_GC, "-Djava.awt.headless=true",
-        f"-Xlog:gc:file={_home(settings) / 'logs' / 'kafka-gc.log'}:time,uptime:filecount=2,filesize=10m",
+        java, KAFKA_HEAP, "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={_home(settings) / 'logs'}",
         "-cp", f"{libs}/*", "kafka.Kafka", str(server),
     ]  # fmt: skip
