@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from bench.replay_2017 import (  # noqa: E402
-    baseline, cpu_seconds, publish_and_wait, require, start_worker, status_mb, wait_ready,
+    baseline, cpu_seconds, forget_run, publish_and_wait, require, start_worker, status_mb, wait_ready,
 )
 from stream.election_log import register_election  # noqa: E402
 from stream.models import Election  # noqa: E402
@@ -102,6 +102,7 @@ def run(size: int) -> dict[str, float]:
     assert nation["votes"] == expected and nation["voters"] == sum(r["voters"] for r in results), "totals differ"
     figures["exact"] = 1.0
     figures["redis_added_mb"] = (client.info("memory")["used_memory"] - redis_before) / 2**20
+    forget_run(settings, election.election)
     return figures
 
 

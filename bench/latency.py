@@ -31,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import ROUND1, require, start_worker, wait_ready  # noqa: E402
+from bench.replay_2017 import ROUND1, forget_run, require, start_worker, wait_ready  # noqa: E402
 from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.publish import Publisher  # noqa: E402
@@ -82,6 +82,9 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]], rate
     await asyncio.wait_for(task, 60)
     await producer.stop()
     await consumer.stop()
+    await admin.start()
+    await admin.delete_topics([topic])
+    await admin.close()
     return percentiles(latencies)
 
 
@@ -151,6 +154,7 @@ def main() -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        forget_run(settings, election.election)
     print(f"Latency at {args.rate:g} reports/s, {count:,} reports (2017 round 1), one worker, Redis store")
     print(f"  {'':44}{'p50':>10}{'p99':>10}{'max':>10}")
     print(f"  {'baseline: aiokafka produce → consume':44}{base['p50_ms']:>8.1f}ms{base['p99_ms']:>8.1f}ms{base['max_ms']:>8.1f}ms")
