@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from bench.replay_2017 import (  # noqa: E402
-    baseline, cpu_seconds, forget_run, publish_and_wait, require, start_worker, status_mb, wait_ready,
+    baseline, cpu_seconds, publish_and_wait, require, start_worker, status_mb, wait_ready,
 )
+from tests.harness import forget_run  # noqa: E402
 from stream.election_log import register_election  # noqa: E402
 from stream.models import Election  # noqa: E402
 from stream.settings import Settings  # noqa: E402

@@ -31,7 +31,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import ROUND1, forget_run, require, start_worker, wait_ready  # noqa: E402
+from bench.replay_2017 import ROUND1, require, start_worker, wait_ready  # noqa: E402
+from tests.harness import forget_run  # noqa: E402
 from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from stream.publish import Publisher  # noqa: E402

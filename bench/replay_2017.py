@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from stream.publish import Publisher  # noqa: E402
 from stream.results import read_standings  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
+from tests.harness import forget_run  # noqa: E402
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
 
@@ -57,32 +57,6 @@ def require(settings: Settings, data: Path | None = None) -> None:
         sys.exit("; ".join(problems) + ": start them with `./soiree up` (or set SOIREE_KAFKA_BOOTSTRAP, SOIREE_REDIS_URL)")
     if data is not None and not (data / ROUND1).is_file():
         sys.exit(f"{ROUND1} is not in {data}: pass --data DIR (the folder of shared/data/pres2017)")
-def forget_run(settings: Settings, election: str) -> None:
-    """Delete what a run left in Kafka, Redis and the Faust data dir: a broker keeping every
-    run's topics slows down (23 GB of old topics tripled the latency bench's p99), and Redis's
-    memory figure would count earlier runs."""
-
-    async def delete_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            mine = [topic for topic in await admin.list_topics() if topic.startswith(f"{settings.app_id}-")]
-            if mine:
-                await admin.delete_topics(mine)
-        finally:
-            await admin.close()
-
-    asyncio.run(delete_topics())
-    client = redis.Redis.from_url(settings.redis_dsn())
-    for pattern in (f"soiree:results:{election}:*", f"soiree:{{{settings.app_id}:*"):
-        keys = list(client.scan_iter(match=pattern, count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.unlink(*keys[start : start + 10_000])
-    client.delete(f"soiree:election:{election}")
-    client.srem("soiree:elections", election)
-    shutil.rmtree(settings.home / "faust" / settings.app_id, ignore_errors=True)
-
-
 #: Seconds without progress of the nation's count before a run is declared failed.
 STALL_S = 120
 

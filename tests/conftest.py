@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,7 @@ def stack(services: Settings, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     yield make
     for one in made:
         one.stop()
+        try:
+            one.forget()
+        except Exception as exc:  # noqa: BLE001  # cleanup never fails a test; the next run is not harmed
+            warnings.warn(f"could not delete the topics and keys of {one.settings.app_id}: {exc!r}", stacklevel=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterable
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.election_log import register_election
 from stream.models import Election, Standings
@@ -46,6 +48,34 @@ def pres2017_dir() -> Path:
     return next((c for c in candidates if (c / ROUND_FILES[1]).is_file()), candidates[0])
 
 
+def forget_run(settings: Settings, *elections: str) -> None:
+    """Delete what a test's stack or a benchmark run left in Kafka (topics named after its app
+    id), Redis (its table and its election's standings) and the Faust data dir: a broker keeping
+    every run's topics slows down (23 GB of old topics tripled the latency bench's p99)."""
+
+    async def delete_topics() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            mine = [topic for topic in await admin.list_topics() if topic.startswith(f"{settings.app_id}-")]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()
+
+    asyncio.run(delete_topics())
+    client = redis.Redis.from_url(settings.redis_dsn())
+    patterns = [f"soiree:{{{settings.app_id}:*"] + [f"soiree:results:{election}:*" for election in elections]
+    for pattern in patterns:
+        keys = list(client.scan_iter(match=pattern, count=10_000))
+        for start in range(0, len(keys), 10_000):
+            client.unlink(*keys[start : start + 10_000])
+    for election in elections:
+        client.delete(f"soiree:election:{election}")
+        client.srem("soiree:elections", election)
+    shutil.rmtree(settings.home / "faust" / settings.app_id, ignore_errors=True)
+
+
 class Stack:
     def __init__(self, base: Settings, name: str, log_dir: Path, **overrides: Any) -> None:
         tag = f"{name}-{uuid.uuid4().hex[:6]}"
@@ -63,6 +93,7 @@ class Stack:
         self.log_dir = log_dir
         self.workers: list[subprocess.Popen[bytes]] = []
         self.background: list[threading.Thread] = []  # publishers a test runs while it injects faults
+        self.elections: list[str] = []
         asyncio.run(ensure_topics(self.settings))
 
     # -- environment of a worker process ------------------------------------------------
@@ -117,6 +148,11 @@ class Stack:
     # -- input ---------------------------------------------------------------------------
     def register(self, election: Election) -> None:
         register_election(self.settings, self.redis, election)
+        self.elections.append(election.election)
+
+    def forget(self) -> None:
+        """Delete the stack's topics and Redis keys (workers stopped first)."""
+        forget_run(self.settings, *self.elections)
 
     def publish(self, results: Iterable[dict[str, Any]], raw: Iterable[tuple[bytes | None, bytes]] = ()) -> None:
         """Valid-looking results keyed by bureau, and raw (key, payload) pairs as they are."""
