@@ -30,7 +30,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -86,6 +86,8 @@ class _Area:
     cause: dict[str, Any] | None = None
 
 
+#: Seconds before a batch whose outputs Kafka refused is tried again (doubling up to 10 s).
+KAFKA_RETRY_DELAY = 0.5
 #: Area states kept as objects between chunks (``Pipeline.held``): decoding a commune's stored
 #: state each time a chunk touches it was a tenth of the tally's CPU.
 HELD_STATES = 8192
@@ -143,6 +145,9 @@ class Pipeline:
     # -- hop 1: bureau-results ----------------------------------------------------------------
     async def on_results(self, records: list[Record]) -> None:
         """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
+        await self._until_kafka_takes_it(self._route, records)
+
+    async def _route(self, records: list[Record]) -> None:
         outbox = Outbox(self.producer)
         by_department: dict[tuple[str, str], list[list[Any]]] = {}
         for record in records:
@@ -201,10 +206,10 @@ class Pipeline:
             chunk.append((event, message))
             reports += len(message["c"])
             if reports >= self.settings.batch_size:
-                await self._tally(chunk)
+                await self._until_kafka_takes_it(self._tally, chunk)
                 chunk, reports = [], 0
         if chunk:
-            await self._tally(chunk)
+            await self._until_kafka_takes_it(self._tally, chunk)
 
     async def _tally(self, messages: list[tuple[EventT, dict[str, Any]]]) -> None:
         """``_tally_chunk``, keeping its states as objects for the next chunks once written.
@@ -269,14 +274,17 @@ class Pipeline:
         if delivered:
             await asyncio.gather(*delivered)
         await self.write_views(views)
-        changelog = Outbox(self.producer)
         # Departments before their communes: should a crash keep only part of these records, a
         # department's announced state is then ahead of its communes, never behind, and the
         # replay announces from what subscribers last heard.
-        for area in sorted(batch.areas.values(), key=lambda area: area.level != "department"):
-            if area.written:
-                self._write(area, changelog)
-        await changelog.send(on_delivered=self._changelog_delivered)
+        records = [
+            (area, self._write(area))
+            for area in sorted(batch.areas.values(), key=lambda area: area.level != "department")
+            if area.written
+        ]
+        # The store has the states now: only their records are tried again if Kafka refuses them
+        # (tried again whole, the chunk would find nothing new in the store and send none).
+        await self._until_kafka_takes_it(self._send_changelog, records)
         return batch
 
     def _department(self, batch: _Batch, election: ElectionIndex, code: str, event: EventT) -> _Area:
@@ -409,7 +417,24 @@ class Pipeline:
             for change in events:
                 outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
 
-    # -- Redis outages ---------------------------------------------------------------------
+    # -- Kafka and Redis outages ------------------------------------------------------------
+    async def _until_kafka_takes_it(self, work: Callable[[T], Awaitable[None]], batch: T) -> None:
+        """``work(batch)``, again (with backoff) for as long as Kafka refuses its outputs.
+
+        Raised out of the agent, the error would crash it: Faust restarts a crashed agent, but
+        acknowledges the messages it had taken, so their offsets get committed and they are
+        never tallied. Tried again instead, the batch starts from the stored state (a failed
+        tally drops what it held, ``_tally``), exactly as a re-delivery would.
+        """
+        delay = KAFKA_RETRY_DELAY
+        while True:
+            try:
+                return await work(batch)
+            except KafkaError as exc:
+                log.warning("Kafka refused a batch's outputs (%r); trying the batch again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def _waiting_for_redis(self, call: Callable[[Any], T], arg: Any) -> T:
         """``call(arg)``, waiting (with backoff) while an unknown election cannot be looked up."""
         delay = 0.2
@@ -521,14 +546,13 @@ class Pipeline:
                 yield self._bureau_standings(election, bureau, tally)
 
     # -- output --------------------------------------------------------------------------
-    def _write(self, area: _Area, changelog: Outbox) -> None:
-        """table[key] = state as of the area's latest message, and its changelog record.
+    def _write(self, area: _Area) -> bytes:
+        """table[key] = state as of the area's latest message; returns it for the changelog.
 
         What ``Table.__setitem__`` does, but with the changelog records of a whole batch sent
-        as record batches: Faust sends each one with its own future through a 100-message
-        buffer, which took half the time of a night with reports interleaved across the country.
-        The record goes to the partition of the area's latest message (the table's partition,
-        as Faust would choose it); the store learns the offset once Kafka acknowledged it.
+        as record batches (``_send_changelog``): Faust sends each one with its own future through
+        a 100-message buffer, which took half the time of a night with reports interleaved
+        across the country.
         """
         value = orjson.dumps(area.state.to_json(with_children=area.level != "department"))
         token = _current_event.set(weakref.ref(area.event))
@@ -536,7 +560,15 @@ class Pipeline:
             self.areas.data[area.key] = value  # the store: the partition comes from the event
         finally:
             _current_event.reset(token)
-        changelog.add(self._changelog_topic, area.key, value, partition=area.event.message.partition)
+        return value
+
+    async def _send_changelog(self, records: list[tuple[_Area, bytes]]) -> None:
+        """Each record goes to the partition of its area's latest message (the table's partition,
+        as Faust would choose it); the store learns the offset once Kafka acknowledged it."""
+        changelog = Outbox(self.producer)
+        for area, value in records:
+            changelog.add(self._changelog_topic, area.key, value, partition=area.event.message.partition)
+        await changelog.send(on_delivered=self._changelog_delivered)
 
     @cached_property
     def _changelog_topic(self) -> str:

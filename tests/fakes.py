@@ -40,8 +40,9 @@ class FakeProducer:
         self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
         self.counts: dict[str, int] = {}
         self.offsets: dict[tuple[str, int], int] = {}
-        #: raised by the next send_batch, once
+        #: raised by the next send_batch (to ``fail_topic`` if set), once
         self.fail_next: Exception | None = None
+        self.fail_topic: str | None = None
 
     def _ensure_producer(self) -> Any:
         return self.aio
@@ -53,7 +54,7 @@ class FakeProducer:
         self.known.add(topic)
 
     async def _send_batch(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
-        if self.fail_next is not None:
+        if self.fail_next is not None and self.fail_topic in (None, topic):
             failure, self.fail_next = self.fail_next, None
             raise failure
         records = batch._relative_offset

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from stream import pipeline as pipeline_module
 from stream.elections import ElectionIndex
 from stream.pipeline import Pipeline
 from stream.settings import Settings
@@ -81,10 +82,12 @@ def test_held_states_are_the_stored_ones() -> None:
     asyncio.run(scenario())
 
 
-def test_a_chunk_that_fails_leaves_nothing_in_memory_and_its_events_are_sent_on_retry() -> None:
-    """Its sending fails after it changed its states: retried (the message is delivered again),
-    it must announce what the failed attempt could not. A department kept in memory across the
+def test_a_chunk_kafka_refuses_is_tried_again_from_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its sending fails after it changed its states in memory: the agent must neither crash
+    (Faust would acknowledge the chunk's messages, never tallied) nor keep those states. Tried
+    again from the store, it announces everything. A department kept in memory across the
     failure had already recorded the new leader as announced, and stayed silent."""
+    monkeypatch.setattr(pipeline_module, "KAFKA_RETRY_DELAY", 0.01)
 
     async def scenario() -> None:
         night = Night()
@@ -92,12 +95,41 @@ def test_a_chunk_that_fails_leaves_nothing_in_memory_and_its_events_are_sent_on_
         assert ("department", "42", "A") in night.leaders()
         correction = await night.route(report("42218-0001", 2, 10, 90))
         night.producer.fail_next = KafkaConnectionError()
-        with pytest.raises(KafkaConnectionError):
-            await night.tally(correction)
-        assert night.pipeline.held == {} and night.pipeline.departments == {}
-        night.leaders()  # whatever the failed attempt managed to send
-        await night.tally(correction)  # delivered again
+        await night.tally(correction)
         assert night.leaders() == [("bureau", "42218-0001", "B"), ("commune", "42218", "B"), ("department", "42", "B")]
+        commune = night.stored(f"{ELECTION}|commune|42218".encode())
+        assert commune["t"][5] == {"A": 10, "B": 90}
+
+    asyncio.run(scenario())
+
+
+def test_changelog_records_kafka_refuses_are_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused after the store took the chunk's states, only the records are sent again: the
+    chunk tried again whole would find nothing new in the store, and the changelog (what a new
+    owner or a rebuilt Redis reads) would never get them."""
+    monkeypatch.setattr(pipeline_module, "KAFKA_RETRY_DELAY", 0.01)
+
+    async def scenario() -> None:
+        night = Night()
+        night.producer.fail_topic, night.producer.fail_next = "areas-changelog", KafkaConnectionError()
+        await night.tally(await night.route(report("42218-0001", 1, 60, 40)))
+        records = {key: value for _, key, value in night.producer.take("areas-changelog")}
+        for key in (f"{ELECTION}|commune|42218", f"{ELECTION}|department|42"):
+            assert records[key.encode()] == night.pipeline.areas.data[key.encode()], key
+        assert ("department", "42", "A") in night.leaders()
+
+    asyncio.run(scenario())
+
+
+def test_reports_kafka_refuses_are_routed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "KAFKA_RETRY_DELAY", 0.01)
+
+    async def scenario() -> None:
+        night = Night()
+        night.producer.fail_next = KafkaConnectionError()
+        contributions = await night.route(report("42218-0001", 1, 60, 40), report("75056-0001", 1, 1, 2))
+        routed = sorted(row[0] for event in contributions for row in orjson.loads(event.message.value)["c"])
+        assert routed == ["42218-0001", "75056-0001"]
 
     asyncio.run(scenario())
 
