@@ -554,7 +554,7 @@ class Pipeline:
         a 100-message buffer, which took half the time of a night with reports interleaved
         across the country.
         """
-        value = orjson.dumps(area.state.to_json(with_children=area.level != "department"))
+        value = dumps(area.state.to_json(with_children=area.level != "department"))  # held until sent
         token = _current_event.set(weakref.ref(area.event))
         try:
             self.areas.data[area.key] = value  # the store: the partition comes from the event
