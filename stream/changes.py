@@ -46,11 +46,10 @@ def shares_of(votes: dict[str, int], expressed: int) -> dict[str, float]:
     the correctly rounded value of the same hundredth). Within 1e-6 of a tie, where the float
     error of ``100 * x`` could tip it, ``round`` decides.
     """
+    if not expressed:
+        return dict.fromkeys(votes, 0.0)
     shares: dict[str, float] = {}
     for candidate, count in votes.items():
-        if not expressed:
-            shares[candidate] = 0.0
-            continue
         x = 100.0 * count / expressed
         hundredths = x * 100.0 + 0.5
         nearest = int(hundredths)
