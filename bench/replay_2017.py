@@ -1,7 +1,11 @@
 """Benchmark: the 2017 presidential round 1 (69,242 bureaux) end to end, next to a baseline.
 
 Baseline (same run, same broker): plain aiokafka produces the same 69,242 messages to a fresh
-topic and a plain consumer reads them all back. Soirée: one worker (``--workers N``: N
+topic and a plain consumer reads them all back. Floor (same run, Redis store only): what the night
+must write, written by plain clients with no computation: the reports consumed while the night's
+update events (read back from its updates topic) are produced as record batches and its
+standings (read back from Redis) written with MSET; no worker can do the night faster than its
+own writes, so this bounds the ratio any worker can reach. Soirée: one worker (``--workers N``: N
 worker processes in one group), already started and ready, the same messages published to ``bureau-results``; the clock stops when the nation's
 standings in Redis include every bureau. Then the workers are killed (-9) and a new one started:
 the time until it is ready measures failover. Both with the Redis store and with Faust's memory
@@ -23,11 +27,13 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -88,6 +94,89 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> d
     await admin.delete_topics([topic])
     await admin.close()
     return {"produce_s": produced, "total_s": total, "per_s": len(payloads) / total}
+
+
+async def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """Every message of a topic, from the beginning to its current end (no group)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        while not consumer.assignment():  # every partition, once the topic's metadata is in
+            await asyncio.sleep(0.05)
+        partitions = list(consumer.assignment())
+        end = await consumer.end_offsets(partitions)
+        messages: list[tuple[bytes | None, bytes]] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                messages += [(record.key, record.value) for record in records]
+        return messages
+    finally:
+        await consumer.stop()
+
+
+def read_standings_of(settings: Settings, election: str) -> dict[bytes, bytes]:
+    """Every standing the night wrote to Redis (all levels), as stored."""
+    client = redis.Redis.from_url(settings.redis_dsn())
+    keys = list(client.scan_iter(match=f"soiree:results:{election}:*", count=10_000))
+    standings: dict[bytes, bytes] = {}
+    for start in range(0, len(keys), 10_000):
+        chunk = keys[start : start + 10_000]
+        standings.update(zip(chunk, client.mget(chunk)))
+    return standings
+
+
+async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], standings: dict[bytes, bytes], reports: int) -> dict[str, float]:
+    """The night's necessary I/O by plain clients, no computation (see the module's docstring).
+
+    The reports are consumed from the run's results topic while, in as many steps as the worker
+    has batches, the events go out as aiokafka record batches (Soirée's own way, the cheapest
+    aiokafka has) to a topic of the run's (deleted with it) and the standings to scratch keys.
+    """
+    topic = f"{settings.app_id}-floor"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_batch_size=512 * 1024)
+    consumer = AIOKafkaConsumer(settings.results_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+    client = aioredis.Redis.from_url(settings.redis_dsn())
+    scratch = [(b"bench-floor:" + key, value) for key, value in standings.items()]
+    steps = max(1, -(-reports // settings.batch_size))
+    await producer.start()
+    await consumer.start()
+    await producer.client._wait_on_metadata(topic)
+    partitions = len(producer.client.cluster.partitions_for_topic(topic))
+
+    async def consume() -> None:
+        seen = 0
+        while seen < reports:
+            seen += sum(len(records) for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values())
+
+    async def write() -> None:
+        for step in range(steps):
+            futures = []
+            batches: dict[int, Any] = {}
+            for key, value in events[step * len(events) // steps : (step + 1) * len(events) // steps]:
+                partition = zlib.crc32(key or b"") % partitions
+                batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = batches[partition] = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            for partition, batch in batches.items():
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+            await client.mset(dict(scratch[step * len(scratch) // steps : (step + 1) * len(scratch) // steps]))
+            await asyncio.gather(*futures)
+
+    started = time.perf_counter()
+    await asyncio.gather(consume(), write())
+    total = time.perf_counter() - started
+    await producer.stop()
+    await consumer.stop()
+    for start in range(0, len(scratch), 10_000):
+        await client.unlink(*[key for key, _ in scratch[start : start + 10_000]])
+    await client.aclose()
+    return {"total_s": total, "events": len(events), "event_bytes": sum(len(value) for _, value in events), "standings": len(standings)}
 
 
 def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.Popen[bytes]:
@@ -190,8 +279,9 @@ def wait_settled(logs: list[Path], quiet: float = 3.0, timeout: float = 120) -> 
             seen, last_change = now, time.monotonic()
 
 
-def run_soiree(base: Settings, store: str, path: Path, workers: int = 1) -> dict[str, float]:
-    """``workers`` workers with ``store``: the night, then kill -9 and the time a new worker needs to be ready."""
+def run_soiree(base: Settings, store: str, path: Path, workers: int = 1, with_floor: bool = False) -> dict[str, Any]:
+    """``workers`` workers with ``store``: the night, then kill -9 and the time a new worker needs
+    to be ready; and, ``with_floor``, the floor of the night's writes (``floor``)."""
     tag = uuid.uuid4().hex[:6]
     election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
     results = list(results_from_ministry(path, election.election))
@@ -207,38 +297,43 @@ def run_soiree(base: Settings, store: str, path: Path, workers: int = 1) -> dict
     )
     register_election(settings, redis.Redis.from_url(base.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
-    logs = [ROOT / f".soiree/logs/bench-worker-{tag}-{n}.log" for n in range(workers)]
-    logs[0].parent.mkdir(parents=True, exist_ok=True)
-    running: list[subprocess.Popen[bytes]] = []
-    try:
-        for log in logs:
-            running.append(start_worker(settings, log, election.election))
-        ready = max(wait_ready(log, worker) for log, worker in zip(logs, running))
-        if workers > 1:
-            wait_settled(logs)
-        cpu_before = [cpu_seconds(worker.pid) for worker in running]
-        figures = asyncio.run(publish_and_wait(settings, election.election, results))
-        figures["workers"] = workers
-        figures["worker_cpu_s"] = sum(cpu_seconds(worker.pid) - before for worker, before in zip(running, cpu_before))
-        figures["rss_mb"] = max(status_mb(worker.pid) for worker in running)  # peak RSS of the largest
-        time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
-    finally:
-        for worker in running:
-            worker.send_signal(signal.SIGKILL)
+    try:  # whatever happens, the run deletes its topics and keys (a broker keeping them slows down)
+        logs = [ROOT / f".soiree/logs/bench-worker-{tag}-{n}.log" for n in range(workers)]
+        logs[0].parent.mkdir(parents=True, exist_ok=True)
+        running: list[subprocess.Popen[bytes]] = []
+        try:
+            for log in logs:
+                running.append(start_worker(settings, log, election.election))
+            ready = max(wait_ready(log, worker) for log, worker in zip(logs, running))
+            if workers > 1:
+                wait_settled(logs)
+            cpu_before = [cpu_seconds(worker.pid) for worker in running]
+            figures = asyncio.run(publish_and_wait(settings, election.election, results))
+            figures["workers"] = workers
+            figures["worker_cpu_s"] = sum(cpu_seconds(worker.pid) - before for worker, before in zip(running, cpu_before))
+            figures["rss_mb"] = max(status_mb(worker.pid) for worker in running)  # peak RSS of the largest
+            time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
+        finally:
+            for worker in running:
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=30)
+        log = logs[0]
+        skip = log.stat().st_size
+        worker = start_worker(settings, log, election.election)
+        try:
+            figures["restart_ready_s"] = wait_ready(log, worker, skip)
+        finally:
+            worker.terminate()
             worker.wait(timeout=30)
-    log = logs[0]
-    skip = log.stat().st_size
-    worker = start_worker(settings, log, election.election)
-    try:
-        figures["restart_ready_s"] = wait_ready(log, worker, skip)
+        figures["recovery_s"] = logged_seconds(log, skip, "Setting newly assigned partitions", "Worker ready")
+        figures["first_ready_s"] = ready
+        figures["redis_used_mb"] = redis.Redis.from_url(base.redis_dsn()).info("memory")["used_memory"] / 2**20
+        if with_floor:
+            events = asyncio.run(read_topic(settings, settings.updates_topic))
+            figures["floor"] = asyncio.run(floor(settings, events, read_standings_of(settings, election.election), len(results)))
+        return figures
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-    figures["recovery_s"] = logged_seconds(log, skip, "Setting newly assigned partitions", "Worker ready")
-    figures["first_ready_s"] = ready
-    figures["redis_used_mb"] = redis.Redis.from_url(base.redis_dsn()).info("memory")["used_memory"] / 2**20
-    forget_run(settings, election.election)
-    return figures
+        forget_run(settings, election.election)
 
 
 def main() -> None:
@@ -256,10 +351,15 @@ def main() -> None:
 
     baseline_figures = asyncio.run(baseline(base, payloads))
     stores = {"redis": "", "memory": "memory://"}
-    ours = {name: run_soiree(base, stores[name], path, args.workers) for name in args.stores.split(",")}
+    ours = {name: run_soiree(base, stores[name], path, args.workers, with_floor=name == "redis") for name in args.stores.split(",")}
 
     rows = [("bureaux", f"{len(results):,}", ""),
             ("baseline: plain aiokafka produce + consume", f"{baseline_figures['total_s']:.2f} s", f"{baseline_figures['per_s']:,.0f} msg/s")]
+    if "redis" in ours:
+        low = ours["redis"]["floor"]
+        rows.append(("floor: the night's writes alone, plain clients", f"{low['total_s']:.2f} s",
+                     f"{low['total_s'] / baseline_figures['total_s']:.1f}× baseline: reports consumed, {low['events']:,} events "
+                     f"({low['event_bytes'] / 1e6:.0f} MB) produced, {low['standings']:,} standings written"))
     for name, figures in ours.items():
         label = f"{name} store" + (f", {args.workers} workers" if args.workers > 1 else "")
         rows += [
