@@ -71,6 +71,32 @@ def results_key(election: str, level: str, area: str) -> str:
     return f"soiree:results:{election}:{level}:{area}"
 
 
+#: Errors of a service being away, tried again rather than taken for a bad message.
+OUTAGES = (KafkaError, RedisError, OSError, ElectionsUnavailable)
+
+
+def internal_error(exc: Exception) -> str:
+    """The reason given with a message that met a bug (the worker's log has the traceback)."""
+    return (
+        f"an internal error stopped it ({type(exc).__name__}: {exc}); please report it (the worker's "
+        f"log has the details); the payload can be published again once it is fixed"
+    )
+
+
+def _reports_of(message: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]] | None:
+    """The ``BureauResult`` s a department contribution was made of, or None if it is not one."""
+    if not isinstance(message, dict) or message.get("l") != "department":
+        return None
+    try:
+        return [
+            (bureau, {"election": message["e"], "bureau": bureau, "seq": seq, "registered": registered,
+                      "voters": voters, "blank": blank, "invalid": invalid, "votes": votes})
+            for bureau, seq, (_, registered, voters, blank, invalid, votes) in message["c"]
+        ]
+    except (KeyError, TypeError, ValueError):  # rows of another shape
+        return None
+
+
 @dataclass(slots=True)
 class _Area:
     """An area loaded for one batch: its state, and what the batch did to it."""
@@ -86,8 +112,8 @@ class _Area:
     cause: dict[str, Any] | None = None
 
 
-#: Seconds before a batch whose outputs Kafka refused is tried again (doubling up to 10 s).
-KAFKA_RETRY_DELAY = 0.5
+#: Seconds before a batch that met an outage (Kafka refusing its outputs) is tried again (doubling up to 10 s).
+OUTAGE_RETRY_DELAY = 0.5
 #: Area states kept as objects between chunks (``Pipeline.held``): decoding a commune's stored
 #: state each time a chunk touches it was a tenth of the tally's CPU.
 HELD_STATES = 8192
@@ -145,7 +171,7 @@ class Pipeline:
     # -- hop 1: bureau-results ----------------------------------------------------------------
     async def on_results(self, records: list[Record]) -> None:
         """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
-        await self._until_kafka_takes_it(self._route, records)
+        await self._through_outages(self._route, records)
 
     async def _route(self, records: list[Record]) -> None:
         outbox = Outbox(self.producer)
@@ -155,6 +181,12 @@ class Pipeline:
                 election, department, row = await self._waiting_for_redis(self._validate, record)
             except InvalidResult as exc:
                 self.reject(outbox, record, str(exc))
+                continue
+            except OUTAGES:
+                raise
+            except Exception as exc:  # a bug met by this report: to the dead letters, not lost
+                log.exception("Routing failed on %s[%s]@%s", record.topic, record.partition, record.offset)
+                self.reject(outbox, record, f"not processed: {internal_error(exc)}")
                 continue
             by_department.setdefault((election, department), []).append(row)
         for (election, department), rows in by_department.items():
@@ -179,17 +211,19 @@ class Pipeline:
         tally = Tally.of_result(result, entry.registered)
         return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]
 
-    def reject(self, outbox: Outbox, message: Record, reason: str) -> None:
+    def reject(self, outbox: Outbox, message: Record, reason: str, payload: bytes | None = None, key: bytes | None = None) -> None:
+        """Dead-letter ``message`` (or ``payload``, under ``key``, found in it) with ``reason``."""
+        key = message.key if payload is None else key
         rejection = make_rejection(
-            message.value or b"",
+            message.value or b"" if payload is None else payload,
             reason,
-            key=None if message.key is None else message.key.decode("utf-8", "backslashreplace"),
+            key=None if key is None else key.decode("utf-8", "backslashreplace"),
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
         )
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
-        outbox.add(self.settings.rejected_topic, message.key, rejection.model_dump_json().encode())
+        outbox.add(self.settings.rejected_topic, key, rejection.model_dump_json().encode())
 
     # -- hop 2: contributions ------------------------------------------------------------
     async def on_contributions(self, events: list[EventT]) -> None:
@@ -202,14 +236,57 @@ class Pipeline:
         chunk: list[tuple[EventT, dict[str, Any]]] = []
         reports = 0
         for event in events:
-            message = orjson.loads(event.message.value)
+            try:
+                message = orjson.loads(event.message.value)
+                reports += len(message["c"])
+            except Exception as exc:  # not one of ours: written to the topic by something else
+                await self._dead_letter(event, None, exc)
+                continue
             chunk.append((event, message))
-            reports += len(message["c"])
             if reports >= self.settings.batch_size:
-                await self._until_kafka_takes_it(self._tally, chunk)
+                await self._tally_or_isolate(chunk)
                 chunk, reports = [], 0
         if chunk:
-            await self._until_kafka_takes_it(self._tally, chunk)
+            await self._tally_or_isolate(chunk)
+
+    async def _tally_or_isolate(self, chunk: list[tuple[EventT, dict[str, Any]]]) -> None:
+        """``_tally`` the chunk; should it fail other than by an outage, each message on its own.
+
+        An error raised out of the agent would lose the chunk (Faust acknowledges a crashed
+        agent's messages, ``_through_outages``), and retrying the chunk whole would fail
+        forever on the one message that meets a bug. Tallied one by one, the others count and
+        the culprit goes to the dead letters with the error, its reports listed for publishing
+        again once the bug is fixed.
+        """
+        try:
+            await self._through_outages(self._tally, chunk)  # outages are waited out in there
+        except Exception as exc:
+            if len(chunk) == 1:
+                await self._dead_letter(*chunk[0], exc)
+                return
+            log.exception("A chunk of %d contributions failed; tallying them one by one", len(chunk))
+            for message in chunk:
+                await self._tally_or_isolate([message])
+
+    async def _dead_letter(self, event: EventT, message: dict[str, Any] | None, exc: Exception) -> None:
+        """A contribution the tally cannot take, to the dead-letter topic: each of its reports
+        rebuilt as the ``BureauResult`` it came from (the rows carry all of its counts), so that
+        publishing the rejected payloads again recounts them; a message of any other shape as it is."""
+        log.error("Contribution %s[%s]@%s dead-lettered", event.message.topic, event.message.partition, event.message.offset, exc_info=exc)
+        await self._through_outages(self._send_dead_letters, (event, message, exc))
+
+    async def _send_dead_letters(self, failed: tuple[EventT, dict[str, Any] | None, Exception]) -> None:
+        event, message, exc = failed
+        outbox = Outbox(self.producer)
+        reason = f"not tallied: {internal_error(exc)}"
+        reports = _reports_of(message)
+        if reports is None:
+            self.reject(outbox, event.message, f"contribution {reason}")
+        for bureau, report in reports or ():
+            self.reject(outbox, event.message, f"bureau {bureau}: {reason}", payload=orjson.dumps(report), key=bureau.encode())
+        delivered = await outbox.send()
+        if delivered:
+            await asyncio.gather(*delivered)
 
     async def _tally(self, messages: list[tuple[EventT, dict[str, Any]]]) -> None:
         """``_tally_chunk``, keeping its states as objects for the next chunks once written.
@@ -284,7 +361,7 @@ class Pipeline:
         ]
         # The store has the states now: only their records are tried again if Kafka refuses them
         # (tried again whole, the chunk would find nothing new in the store and send none).
-        await self._until_kafka_takes_it(self._send_changelog, records)
+        await self._through_outages(self._send_changelog, records)
         return batch
 
     def _department(self, batch: _Batch, election: ElectionIndex, code: str, event: EventT) -> _Area:
@@ -418,20 +495,21 @@ class Pipeline:
                 outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
 
     # -- Kafka and Redis outages ------------------------------------------------------------
-    async def _until_kafka_takes_it(self, work: Callable[[T], Awaitable[None]], batch: T) -> None:
-        """``work(batch)``, again (with backoff) for as long as Kafka refuses its outputs.
+    async def _through_outages(self, work: Callable[[T], Awaitable[None]], batch: T) -> None:
+        """``work(batch)``, again (with backoff) for as long as Kafka refuses its outputs (or
+        any other outage reaches it: ``OUTAGES``).
 
         Raised out of the agent, the error would crash it: Faust restarts a crashed agent, but
         acknowledges the messages it had taken, so their offsets get committed and they are
         never tallied. Tried again instead, the batch starts from the stored state (a failed
         tally drops what it held, ``_tally``), exactly as a re-delivery would.
         """
-        delay = KAFKA_RETRY_DELAY
+        delay = OUTAGE_RETRY_DELAY
         while True:
             try:
                 return await work(batch)
-            except KafkaError as exc:
-                log.warning("Kafka refused a batch's outputs (%r); trying the batch again in %.1f s", exc, delay)
+            except OUTAGES as exc:
+                log.warning("A batch met an outage (%r); trying it again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
