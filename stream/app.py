@@ -41,6 +41,10 @@ RESULTS_STREAM_BUNDLES = 16
 GC_THRESHOLDS = (700, 50, 50)
 #: Bundles routing takes at once; it works through their reports in chunks of ``batch_size``.
 BUNDLES_PER_TAKE = 4
+#: Seconds the nation's agent waits to fill a batch, instead of ``batch_window``: its messages
+#: are one per tally batch, so waiting gathers little and every wait is in the latency of every
+#: nation event (p50 at 200 reports/s: 46-57 ms against 65-66 ms with 20 ms; the night unchanged).
+NATION_WINDOW = 0.002
 
 
 class RawSchema(Schema):
@@ -128,7 +132,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # buffer the nation never waits behind reports that pile up (a catch-up, a burst).
     @app.agent(nation, name="tally_nation")
     async def tally_nation(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+        async for events in stream.take_events(settings.batch_size, within=NATION_WINDOW):
             await pipeline.on_contributions(list(events))
 
     app.on_partitions_revoked.connect(pipeline.forget_states)

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     event_levels: list[str] = Field(default_factory=lambda: list(LEVELS))
     session_timeout: float = Field(10.0, ge=6, description="seconds before a silent worker's partitions move")
     batch_size: int = Field(2000, ge=1, description="max reports routed, or tallied, in one batch")
-    batch_window: float = Field(0.02, gt=0, description="seconds a hop waits to fill a batch")
+    batch_window: float = Field(0.02, gt=0, description="seconds routing and the tally wait to fill a batch (the nation: app.NATION_WINDOW)")
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
     home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
     results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
