@@ -152,22 +152,20 @@ class _LivePartitions:
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    #: changelog partitions assigned to this worker that Faust does not read (paused in aiokafka)
-    _unread_changelogs: frozenset[Any] = frozenset()
-
     async def _fetch_records(self, consumer: Any, active_partitions: Any, timeout: Any = None, max_records: Any = None) -> Any:
         self._pause_unread_changelogs(consumer, active_partitions)
         return await super()._fetch_records(consumer, _LivePartitions(active_partitions), timeout, max_records)
 
     def _pause_unread_changelogs(self, consumer: Any, active_partitions: Any) -> None:
-        """Pause in aiokafka the changelog partitions Faust leaves out of what it reads."""
-        assigned = consumer.assignment()
+        """Pause in aiokafka the changelog partitions Faust leaves out of what it reads, resume
+        those it reads again. Faust pauses nothing in aiokafka itself, so aiokafka's paused set
+        (which a rebalance resets) is exactly what this paused."""
         changelogs = self.app.tables.changelog_topics
-        unread = frozenset(tp for tp in assigned if tp.topic in changelogs and tp not in active_partitions)
-        if unread != self._unread_changelogs:
-            consumer.resume(*((self._unread_changelogs - unread) & assigned))
-            consumer.pause(*(unread - self._unread_changelogs))
-            self._unread_changelogs = unread
+        unread = {tp for tp in consumer.assignment() if tp.topic in changelogs and tp not in active_partitions}
+        paused = consumer.paused()
+        if unread != paused:
+            consumer.resume(*(paused - unread))
+            consumer.pause(*(unread - paused))
 
 
 class _Consumer(faust_aiokafka.Consumer):

@@ -177,6 +177,10 @@ def test_changelog_partitions_faust_does_not_read_are_not_fetched(services: Sett
             changelog_held = log0 in consumer._fetcher._records  # fetched in the same request, unread
             thread._pause_unread_changelogs(consumer, {results0, log0})  # a recovery reads it
             recovered = await consumer._fetcher.fetched_records({log0}, timeout=5)
+            thread._pause_unread_changelogs(consumer, {results0})  # recovered: unread again
+            consumer.assign([log0, results0])  # a rebalance: aiokafka forgets what was paused
+            thread._pause_unread_changelogs(consumer, {results0})
+            assert consumer.paused() == {log0}, "not paused again after a new assignment"
             return bool(fetched.get(results0)), changelog_held, {tp for tp, batch in recovered.items() if batch}
         finally:
             await consumer.stop()
