@@ -1,4 +1,4 @@
-"""Where Soirée departs from faust-streaming 0.15.3: three fixes and three shortcuts.
+"""Where Soirée departs from faust-streaming 0.15.3: four fixes and three shortcuts.
 
 **Records skipped when partitions move between workers.** Two flaws let records through while
 Faust means its stream partitions to be paused, and those records move Faust's read offsets
@@ -38,6 +38,11 @@ the first record written to each changelog partition was fetched, and on a singl
 stopped all fetching for 0.1 s: the first seconds of a night waited 0.1-0.3 s, the latency
 bench's whole p99. ``_ConsumerThread`` pauses in aiokafka the changelog partitions Faust does
 not read (and resumes them when it reads them again, to recover a table).
+
+**Takeovers waiting on idle fetches.** Faust has the broker hold a fetch with nothing to return
+for up to 1.5 s, and aiokafka sends nothing more to that broker meanwhile: at a takeover, the
+changelog partitions resumed to recover the table waited for the fetch in flight, twice, and
+the table recovery after a kill -9 took 3.2 s instead of 0.6 s. ``FETCH_MAX_WAIT_MS`` is 200.
 
 **Statistics nobody reads.** Faust's ``Monitor`` times and counts every message and event for
 its web pages, which Soirée does not serve; ``QuietMonitor`` keeps its other figures.
@@ -151,7 +156,17 @@ class _LivePartitions:
         return True
 
 
+#: Longest a fetch with nothing to return is held by the broker (Faust: 1,500 ms). Partitions
+#: resumed while one is in flight (a table's changelog at a takeover) wait for it to come back.
+FETCH_MAX_WAIT_MS = 200
+
+
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # given to its fetcher when it starts
+        return consumer
+
     async def _fetch_records(self, consumer: Any, active_partitions: Any, timeout: Any = None, max_records: Any = None) -> Any:
         self._pause_unread_changelogs(consumer, active_partitions)
         return await super()._fetch_records(consumer, _LivePartitions(active_partitions), timeout, max_records)
