@@ -213,9 +213,10 @@ class Pipeline:
 
     def reject(self, outbox: Outbox, message: Record, reason: str, payload: bytes | None = None, key: bytes | None = None) -> None:
         """Dead-letter ``message`` (or ``payload``, under ``key``, found in it) with ``reason``."""
-        key = message.key if payload is None else key
+        if payload is None:
+            payload, key = message.value or b"", message.key
         rejection = make_rejection(
-            message.value or b"" if payload is None else payload,
+            payload,
             reason,
             key=None if key is None else key.decode("utf-8", "backslashreplace"),
             topic=message.topic,
