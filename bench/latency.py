@@ -26,12 +26,11 @@ from typing import Any
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import ROUND1, require, start_worker, wait_ready  # noqa: E402
+from bench.replay_2017 import ROUND1, create_topic, delete_topic, require, start_worker, wait_ready  # noqa: E402
 from tests.harness import forget_run  # noqa: E402
 from stream.election_log import register_election  # noqa: E402
 from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
@@ -58,10 +57,7 @@ async def paced(rate: float, count: int) -> Any:
 
 async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]], rate: float) -> dict[str, float]:
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
-    await admin.close()
+    await create_topic(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
     await producer.start()
@@ -83,9 +79,7 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]], rate
     await asyncio.wait_for(task, 60)
     await producer.stop()
     await consumer.stop()
-    await admin.start()
-    await admin.delete_topics([topic])
-    await admin.close()
+    await delete_topic(settings, topic)
     return percentiles(latencies)
 
 

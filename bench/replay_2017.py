@@ -67,13 +67,28 @@ def require(settings: Settings, data: Path | None = None) -> None:
 STALL_S = 120
 
 
+async def create_topic(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def delete_topic(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> dict[str, float]:
     """Plain aiokafka: produce everything, then consume everything, on a fresh topic."""
     topic = f"bench-baseline-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
-    await admin.close()
+    await create_topic(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks="all")
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
     await producer.start()
@@ -90,9 +105,7 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> d
     total = time.perf_counter() - started
     await producer.stop()
     await consumer.stop()
-    await admin.start()
-    await admin.delete_topics([topic])
-    await admin.close()
+    await delete_topic(settings, topic)
     return {"produce_s": produced, "total_s": total, "per_s": len(payloads) / total}
 
 
@@ -133,10 +146,7 @@ async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], st
     aiokafka has) to a topic of the run's (deleted with it) and the standings to scratch keys.
     """
     topic = f"{settings.app_id}-floor"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, settings.partitions, 1)])
-    await admin.close()
+    await create_topic(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_batch_size=512 * 1024)
     consumer = AIOKafkaConsumer(settings.results_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
     client = aioredis.Redis.from_url(settings.redis_dsn())

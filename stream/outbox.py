@@ -106,6 +106,12 @@ class Outbox:
             for topic, partition, batch, records in batches
         ]
 
+    async def deliver(self) -> None:
+        """``send``, then wait until Kafka acknowledged every batch (raises what it refused)."""
+        delivered = await self.send()
+        if delivered:
+            await asyncio.gather(*delivered)
+
     @staticmethod
     async def _send_batch(
         aio: Any, batch: Any, topic: str, partition: int, records: int, on_delivered: OnDelivered | None

@@ -192,9 +192,7 @@ class Pipeline:
         for (election, department), rows in by_department.items():
             message = {"e": election, "l": "department", "a": department, "c": rows}
             outbox.add(self.contributions, area_key(election, "department", department).encode(), orjson.dumps(message))
-        delivered = await outbox.send()
-        if delivered:
-            await asyncio.gather(*delivered)
+        await outbox.deliver()
 
     def _validate(self, record: Record) -> tuple[str, str, list[Any]]:
         """(election, department, [bureau, seq, tally]) of a valid report, or InvalidResult."""
@@ -285,9 +283,7 @@ class Pipeline:
             self.reject(outbox, event.message, f"contribution {reason}")
         for bureau, report in reports or ():
             self.reject(outbox, event.message, f"bureau {bureau}: {reason}", payload=orjson.dumps(report), key=bureau.encode())
-        delivered = await outbox.send()
-        if delivered:
-            await asyncio.gather(*delivered)
+        await outbox.deliver()
 
     async def _tally(self, messages: list[tuple[EventT, dict[str, Any]]]) -> None:
         """``_tally_chunk``, keeping its states as objects for the next chunks once written.
@@ -348,9 +344,7 @@ class Pipeline:
                 view_key, standings = self._area_standings(area.election, area.level, area.area, area.state.total)
                 views[view_key] = dumps(standings)
         self._forward_to_nation(outbox, touched_departments.values())
-        delivered = await outbox.send()
-        if delivered:
-            await asyncio.gather(*delivered)
+        await outbox.deliver()
         await self.write_views(views)
         # Departments before their communes: should a crash keep only part of these records, a
         # department's announced state is then ahead of its communes, never behind, and the
