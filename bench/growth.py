@@ -30,13 +30,19 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from bench.replay_2017 import (  # noqa: E402
-    baseline, cpu_seconds, publish_and_wait, require, start_worker, status_mb, wait_ready,
+    baseline,
+    cpu_seconds,
+    publish_and_wait,
+    require,
+    start_worker,
+    status_mb,
+    wait_ready,
 )
-from tests.harness import forget_run  # noqa: E402
-from stream.election_log import register_election  # noqa: E402
-from stream.models import Election  # noqa: E402
+from stream.adapters.kafka.definitions import register_election  # noqa: E402
+from stream.adapters.kafka.topics import ensure_topics  # noqa: E402
+from stream.domain.messages import Election  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.topics import ensure_topics  # noqa: E402
+from tests.harness import forget_run  # noqa: E402
 
 CANDIDATES = ["A", "B", "C", "D", "E", "F"]
 
@@ -50,7 +56,9 @@ def generated_night(size: int, seed: int = 1) -> tuple[Election, list[dict[str, 
         commune = f"{department}{i // 200:05d}"  # within a department, i // 100 counts its bureaux
         bureau = f"{commune}-{(i // 100) % 2:04d}"
         registered = rng.randint(300, 1500)
-        bureaux.append({"bureau": bureau, "commune": commune, "department": department, "registered": registered})
+        bureaux.append(
+            {"bureau": bureau, "commune": commune, "department": department, "registered": registered}
+        )
         voters = rng.randint(0, registered)
         blank = rng.randint(0, voters // 20)
         invalid = rng.randint(0, (voters - blank) // 20)
@@ -60,21 +68,39 @@ def generated_night(size: int, seed: int = 1) -> tuple[Election, list[dict[str, 
             votes[candidate] = rng.randint(0, left)
             left -= votes[candidate]
         votes[CANDIDATES[-1]] = left
-        results.append({"election": election_id, "bureau": bureau, "seq": 1, "voters": voters,
-                        "blank": blank, "invalid": invalid, "votes": votes})
-    election = Election.model_validate({
-        "election": election_id, "name": f"Generated night of {size:,} bureaux",
-        "candidates": [{"id": c, "name": c} for c in CANDIDATES], "bureaux": bureaux,
-    })
+        results.append(
+            {
+                "election": election_id,
+                "bureau": bureau,
+                "seq": 1,
+                "voters": voters,
+                "blank": blank,
+                "invalid": invalid,
+                "votes": votes,
+            }
+        )
+    election = Election.model_validate(
+        {
+            "election": election_id,
+            "name": f"Generated night of {size:,} bureaux",
+            "candidates": [{"id": c, "name": c} for c in CANDIDATES],
+            "bureaux": bureaux,
+        }
+    )
     return election, results
 
 
 def run(size: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
-    settings = Settings().model_copy(update=dict(
-        app_id=f"growth-{tag}", results_topic=f"growth-{tag}-results",
-        rejected_topic=f"growth-{tag}-rejected", updates_topic=f"growth-{tag}-updates",
-        elections_topic=f"growth-{tag}-elections"))
+    settings = Settings().model_copy(
+        update=dict(
+            app_id=f"growth-{tag}",
+            results_topic=f"growth-{tag}-results",
+            rejected_topic=f"growth-{tag}-rejected",
+            updates_topic=f"growth-{tag}-updates",
+            elections_topic=f"growth-{tag}-elections",
+        )
+    )
     election, results = generated_night(size)
     client = redis.Redis.from_url(settings.redis_dsn())
     register_election(settings, client, election)
@@ -100,7 +126,9 @@ def run(size: int) -> dict[str, float]:
         worker.wait(timeout=60)
     nation = json.loads(client.get(f"soiree:results:{election.election}:nation:FR"))
     expected = {c: sum(r["votes"][c] for r in results) for c in CANDIDATES}
-    assert nation["votes"] == expected and nation["voters"] == sum(r["voters"] for r in results), "totals differ"
+    assert nation["votes"] == expected and nation["voters"] == sum(r["voters"] for r in results), (
+        "totals differ"
+    )
     figures["exact"] = 1.0
     figures["redis_added_mb"] = (client.info("memory")["used_memory"] - redis_before) / 2**20
     forget_run(settings, election.election)
@@ -118,18 +146,23 @@ def main() -> None:
         started = time.perf_counter()
         report[size] = run(size)
         f = report[size]
-        print(f"  {size:>9,} bureaux: {f['total_s']:8.1f} s (baseline {f['baseline_s']:.1f} s, "
-              f"{f['total_s'] / f['baseline_s']:.0f}×)  {f['per_s']:8,.0f} bureaux/s  worker CPU {f['worker_cpu_s']:.0f} s  "
-              f"RSS ready {f['ready_rss_mb']:.0f} MB, peak {f['rss_mb']:.0f} MB  Redis +{f['redis_added_mb']:.0f} MB  "
-              f"exact totals  (whole step {time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"  {size:>9,} bureaux: {f['total_s']:8.1f} s (baseline {f['baseline_s']:.1f} s, "
+            f"{f['total_s'] / f['baseline_s']:.0f}×)  {f['per_s']:8,.0f} bureaux/s  worker CPU {f['worker_cpu_s']:.0f} s  "
+            f"RSS ready {f['ready_rss_mb']:.0f} MB, peak {f['rss_mb']:.0f} MB  Redis +{f['redis_added_mb']:.0f} MB  "
+            f"exact totals  (whole step {time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     sizes = sorted(report)
     for small, big in zip(sizes, sizes[1:]):
         factor = big / small
-        print(f"  ×{factor:g} bureaux: time ×{report[big]['total_s'] / report[small]['total_s']:.1f}, "
-              f"baseline ×{report[big]['baseline_s'] / report[small]['baseline_s']:.1f}, "
-              f"worker CPU ×{report[big]['worker_cpu_s'] / report[small]['worker_cpu_s']:.1f}, "
-              f"peak RSS ×{report[big]['rss_mb'] / report[small]['rss_mb']:.1f}, "
-              f"Redis ×{report[big]['redis_added_mb'] / max(report[small]['redis_added_mb'], 0.1):.1f}")
+        print(
+            f"  ×{factor:g} bureaux: time ×{report[big]['total_s'] / report[small]['total_s']:.1f}, "
+            f"baseline ×{report[big]['baseline_s'] / report[small]['baseline_s']:.1f}, "
+            f"worker CPU ×{report[big]['worker_cpu_s'] / report[small]['worker_cpu_s']:.1f}, "
+            f"peak RSS ×{report[big]['rss_mb'] / report[small]['rss_mb']:.1f}, "
+            f"Redis ×{report[big]['redis_added_mb'] / max(report[small]['redis_added_mb'], 0.1):.1f}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"  written to {args.json}")

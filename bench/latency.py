@@ -31,19 +31,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.replay_2017 import ROUND1, create_topic, delete_topic, require, start_worker, wait_ready  # noqa: E402
-from tests.harness import forget_run  # noqa: E402
-from stream.election_log import register_election  # noqa: E402
-from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
-from stream.publish import Publisher  # noqa: E402
+from stream.adapters.kafka.definitions import register_election  # noqa: E402
+from stream.adapters.kafka.publisher import Publisher  # noqa: E402
+from stream.adapters.kafka.topics import ensure_topics  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.topics import ensure_topics  # noqa: E402
+from stream.sources.ministry import election_from_ministry, results_from_ministry  # noqa: E402
+from tests.harness import forget_run  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50_ms": 1000 * pick(0.50), "p99_ms": 1000 * pick(0.99), "max_ms": 1000 * ordered[-1],
-            "mean_ms": 1000 * statistics.fmean(ordered), "n": len(ordered)}
+    return {
+        "p50_ms": 1000 * pick(0.50),
+        "p99_ms": 1000 * pick(0.99),
+        "max_ms": 1000 * ordered[-1],
+        "mean_ms": 1000 * statistics.fmean(ordered),
+        "n": len(ordered),
+    }
 
 
 async def paced(rate: float, count: int) -> Any:
@@ -59,7 +64,9 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]], rate
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     await create_topic(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await producer.start()
     await consumer.start()
     sent: dict[bytes, float] = {}
@@ -83,9 +90,15 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]], rate
     return percentiles(latencies)
 
 
-async def soiree(settings: Settings, election: str, results: list[dict[str, Any]], rate: float) -> dict[str, float]:
-    consumer = AIOKafkaConsumer(settings.updates_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="latest", group_id=None)
+async def soiree(
+    settings: Settings, election: str, results: list[dict[str, Any]], rate: float
+) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(
+        settings.updates_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+        group_id=None,
+    )
     await consumer.start()
     await consumer.seek_to_end()
     seen: list[tuple[float, int]] = []  # (arrival, bureaux_reported) of nation events
@@ -114,7 +127,11 @@ async def soiree(settings: Settings, election: str, results: list[dict[str, Any]
         latencies.append(seen[j][0] - at)
     figures = percentiles(latencies)
     if os.environ.get("BENCH_SERIES"):
-        Path(os.environ["BENCH_SERIES"]).write_text(json.dumps([[round(at - published[0], 3), round(lat * 1000, 1)] for at, lat in zip(published, latencies)]))
+        Path(os.environ["BENCH_SERIES"]).write_text(
+            json.dumps(
+                [[round(at - published[0], 3), round(lat * 1000, 1)] for at, lat in zip(published, latencies)]
+            )
+        )
     return figures
 
 
@@ -126,9 +143,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latency.json")
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:6]
-    settings = Settings().model_copy(update=dict(
-        app_id=f"lat-{tag}", results_topic=f"lat-{tag}-results", rejected_topic=f"lat-{tag}-rejected",
-        updates_topic=f"lat-{tag}-updates", elections_topic=f"lat-{tag}-elections", turnout_step=0.000001))
+    settings = Settings().model_copy(
+        update=dict(
+            app_id=f"lat-{tag}",
+            results_topic=f"lat-{tag}-results",
+            rejected_topic=f"lat-{tag}-rejected",
+            updates_topic=f"lat-{tag}-updates",
+            elections_topic=f"lat-{tag}-elections",
+            turnout_step=0.000001,
+        )
+    )
     require(settings, args.data)
     path = args.data / ROUND1
     election = election_from_ministry(path, f"pres2017-t1-lat-{tag}")
@@ -137,7 +161,9 @@ def main() -> None:
     register_election(settings, redis.Redis.from_url(settings.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
 
-    base = asyncio.run(baseline(settings, [(r["bureau"].encode(), orjson.dumps(r)) for r in results], args.rate))
+    base = asyncio.run(
+        baseline(settings, [(r["bureau"].encode(), orjson.dumps(r)) for r in results], args.rate)
+    )
     log = ROOT / f".soiree/logs/bench-latency-{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     os.environ["SOIREE_TURNOUT_STEP"] = str(settings.turnout_step)
@@ -152,10 +178,16 @@ def main() -> None:
         forget_run(settings, election.election)
     print(f"Latency at {args.rate:g} reports/s, {count:,} reports (2017 round 1), one worker, Redis store")
     print(f"  {'':44}{'p50':>10}{'p99':>10}{'max':>10}")
-    print(f"  {'baseline: aiokafka produce → consume':44}{base['p50_ms']:>8.1f}ms{base['p99_ms']:>8.1f}ms{base['max_ms']:>8.1f}ms")
-    print(f"  {'soirée: publish → nation event including it':44}{ours['p50_ms']:>8.1f}ms{ours['p99_ms']:>8.1f}ms{ours['max_ms']:>8.1f}ms")
+    print(
+        f"  {'baseline: aiokafka produce → consume':44}{base['p50_ms']:>8.1f}ms{base['p99_ms']:>8.1f}ms{base['max_ms']:>8.1f}ms"
+    )
+    print(
+        f"  {'soirée: publish → nation event including it':44}{ours['p50_ms']:>8.1f}ms{ours['p99_ms']:>8.1f}ms{ours['max_ms']:>8.1f}ms"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rate": args.rate, "reports": count, "baseline": base, "soiree": ours}, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps({"rate": args.rate, "reports": count, "baseline": base, "soiree": ours}, indent=2) + "\n"
+    )
     print(f"  written to {args.json}")
 
 

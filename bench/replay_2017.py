@@ -40,13 +40,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream import infra  # noqa: E402
-from stream.election_log import register_election  # noqa: E402
-from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
-from stream.publish import Publisher  # noqa: E402
-from stream.results import read_standings  # noqa: E402
+from stream.adapters.kafka.definitions import register_election  # noqa: E402
+from stream.adapters.kafka.publisher import Publisher  # noqa: E402
+from stream.adapters.kafka.topics import ensure_topics  # noqa: E402
+from stream.adapters.redis.standings import read_standings  # noqa: E402
+from stream.devstack import services as infra  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from stream.topics import ensure_topics  # noqa: E402
+from stream.sources.ministry import election_from_ministry, results_from_ministry  # noqa: E402
 from tests.harness import forget_run  # noqa: E402
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
@@ -60,9 +60,14 @@ def require(settings: Settings, data: Path | None = None) -> None:
     if not infra.redis_answers(settings.redis_dsn()):
         problems.append("Redis does not answer at " + settings.redis_display())
     if problems:
-        sys.exit("; ".join(problems) + ": start them with `./soiree up` (or set SOIREE_KAFKA_BOOTSTRAP, SOIREE_REDIS_URL)")
+        sys.exit(
+            "; ".join(problems)
+            + ": start them with `./soiree up` (or set SOIREE_KAFKA_BOOTSTRAP, SOIREE_REDIS_URL)"
+        )
     if data is not None and not (data / ROUND1).is_file():
         sys.exit(f"{ROUND1} is not in {data}: pass --data DIR (the folder of shared/data/pres2017)")
+
+
 #: Seconds without progress of the nation's count before a run is declared failed.
 STALL_S = 120
 
@@ -89,8 +94,12 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> d
     """Plain aiokafka: produce everything, then consume everything, on a fresh topic."""
     topic = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     await create_topic(settings, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks="all")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks="all"
+    )
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await producer.start()
     await consumer.start()
     started = time.perf_counter()
@@ -111,7 +120,9 @@ async def baseline(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> d
 
 async def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every message of a topic, from the beginning to its current end (no group)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         while not consumer.assignment():  # every partition, once the topic's metadata is in
@@ -138,7 +149,9 @@ def read_standings_of(settings: Settings, election: str) -> dict[bytes, bytes]:
     return standings
 
 
-async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], standings: dict[bytes, bytes], reports: int) -> dict[str, float]:
+async def floor(
+    settings: Settings, events: list[tuple[bytes | None, bytes]], standings: dict[bytes, bytes], reports: int
+) -> dict[str, float]:
     """The night's necessary I/O by plain clients, no computation (see the module's docstring).
 
     The reports are consumed from the run's results topic while, in as many steps as the worker
@@ -147,8 +160,15 @@ async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], st
     """
     topic = f"{settings.app_id}-floor"
     await create_topic(settings, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", max_batch_size=512 * 1024)
-    consumer = AIOKafkaConsumer(settings.results_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", group_id=None)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_batch_size=512 * 1024
+    )
+    consumer = AIOKafkaConsumer(
+        settings.results_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     client = aioredis.Redis.from_url(settings.redis_dsn())
     scratch = [(b"bench-floor:" + key, value) for key, value in standings.items()]
     steps = max(1, -(-reports // settings.batch_size))
@@ -160,14 +180,19 @@ async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], st
     async def consume() -> None:
         seen = 0
         while seen < reports:
-            seen += sum(len(records) for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values())
+            seen += sum(
+                len(records)
+                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values()
+            )
 
     async def write() -> None:
         for step in range(steps):
             futures = []
             batches: dict[int, Any] = {}
             for key, value in events[step * len(events) // steps : (step + 1) * len(events) // steps]:
-                partition = zlib.crc32(key or b"") % partitions  # any spread will do; Kafka's murmur2 is pure Python
+                partition = (
+                    zlib.crc32(key or b"") % partitions
+                )  # any spread will do; Kafka's murmur2 is pure Python
                 batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
@@ -175,7 +200,9 @@ async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], st
                     batch.append(key=key, value=value, timestamp=None)
             for partition, batch in batches.items():
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
-            await client.mset(dict(scratch[step * len(scratch) // steps : (step + 1) * len(scratch) // steps]))
+            await client.mset(
+                dict(scratch[step * len(scratch) // steps : (step + 1) * len(scratch) // steps])
+            )
             await asyncio.gather(*futures)
 
     started = time.perf_counter()
@@ -186,7 +213,12 @@ async def floor(settings: Settings, events: list[tuple[bytes | None, bytes]], st
     for start in range(0, len(scratch), 10_000):
         await client.unlink(*[key for key, _ in scratch[start : start + 10_000]])
     await client.aclose()
-    return {"total_s": total, "events": len(events), "event_bytes": sum(len(value) for _, value in events), "standings": len(standings)}
+    return {
+        "total_s": total,
+        "events": len(events),
+        "event_bytes": sum(len(value) for _, value in events),
+        "standings": len(standings),
+    }
 
 
 def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.Popen[bytes]:
@@ -203,8 +235,19 @@ def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.P
     )
     handle = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info", *[f"--election={e}" for e in elections]],
-        env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "worker",
+            "--loglevel",
+            "info",
+            *[f"--election={e}" for e in elections],
+        ],
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
 
 
@@ -220,7 +263,9 @@ def wait_ready(log: Path, worker: subprocess.Popen[bytes], skip: int = 0, timeou
     raise SystemExit(f"worker not ready after {timeout} s; see {log}")
 
 
-async def publish_and_wait(settings: Settings, election: str, results: list[dict[str, Any]]) -> dict[str, float]:
+async def publish_and_wait(
+    settings: Settings, election: str, results: list[dict[str, Any]]
+) -> dict[str, float]:
     client = redis.Redis.from_url(settings.redis_dsn())
     started = time.perf_counter()
     async with Publisher(settings) as publisher:
@@ -236,7 +281,9 @@ async def publish_and_wait(settings: Settings, election: str, results: list[dict
         if now != reported:
             reported, progressed = now, time.perf_counter()
         elif time.perf_counter() - progressed > STALL_S:
-            raise SystemExit(f"the nation stayed at {reported:,} of {len(results):,} bureaux for {STALL_S} s: reports lost?")
+            raise SystemExit(
+                f"the nation stayed at {reported:,} of {len(results):,} bureaux for {STALL_S} s: reports lost?"
+            )
         await asyncio.sleep(0.02)
     total = time.perf_counter() - started
     return {"publish_s": published, "total_s": total, "per_s": len(results) / total}
@@ -289,7 +336,9 @@ def wait_settled(logs: list[Path], quiet: float = 3.0, timeout: float = 120) -> 
             seen, last_change = now, time.monotonic()
 
 
-def run_soiree(base: Settings, store: str, path: Path, workers: int = 1, with_floor: bool = False) -> dict[str, Any]:
+def run_soiree(
+    base: Settings, store: str, path: Path, workers: int = 1, with_floor: bool = False
+) -> dict[str, Any]:
     """``workers`` workers with ``store``: the night, then kill -9 and the time a new worker needs
     to be ready; and, ``with_floor``, the floor of the night's writes (``floor``)."""
     tag = uuid.uuid4().hex[:6]
@@ -320,7 +369,9 @@ def run_soiree(base: Settings, store: str, path: Path, workers: int = 1, with_fl
             cpu_before = [cpu_seconds(worker.pid) for worker in running]
             figures = asyncio.run(publish_and_wait(settings, election.election, results))
             figures["workers"] = workers
-            figures["worker_cpu_s"] = sum(cpu_seconds(worker.pid) - before for worker, before in zip(running, cpu_before))
+            figures["worker_cpu_s"] = sum(
+                cpu_seconds(worker.pid) - before for worker, before in zip(running, cpu_before)
+            )
             figures["rss_mb"] = max(status_mb(worker.pid) for worker in running)  # peak RSS of the largest
             time.sleep(3)  # let the store flush and the offsets commit, as on a quiet moment of the night
         finally:
@@ -337,10 +388,14 @@ def run_soiree(base: Settings, store: str, path: Path, workers: int = 1, with_fl
             worker.wait(timeout=30)
         figures["recovery_s"] = logged_seconds(log, skip, "Setting newly assigned partitions", "Worker ready")
         figures["first_ready_s"] = ready
-        figures["redis_used_mb"] = redis.Redis.from_url(base.redis_dsn()).info("memory")["used_memory"] / 2**20
+        figures["redis_used_mb"] = (
+            redis.Redis.from_url(base.redis_dsn()).info("memory")["used_memory"] / 2**20
+        )
         if with_floor:
             events = asyncio.run(read_topic(settings, settings.updates_topic))
-            figures["floor"] = asyncio.run(floor(settings, events, read_standings_of(settings, election.election), len(results)))
+            figures["floor"] = asyncio.run(
+                floor(settings, events, read_standings_of(settings, election.election), len(results))
+            )
         return figures
     finally:
         forget_run(settings, election.election)
@@ -350,8 +405,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/pres2017")
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/replay_2017.json")
-    parser.add_argument("--stores", default="redis,memory", help="comma-separated: redis (ours), memory (Faust's)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group (one per core at most)")
+    parser.add_argument(
+        "--stores", default="redis,memory", help="comma-separated: redis (ours), memory (Faust's)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes in the group (one per core at most)"
+    )
     args = parser.parse_args()
     base = Settings()
     require(base, args.data)
@@ -361,34 +420,78 @@ def main() -> None:
 
     baseline_figures = asyncio.run(baseline(base, payloads))
     stores = {"redis": "", "memory": "memory://"}
-    ours = {name: run_soiree(base, stores[name], path, args.workers, with_floor=name == "redis") for name in args.stores.split(",")}
+    ours = {
+        name: run_soiree(base, stores[name], path, args.workers, with_floor=name == "redis")
+        for name in args.stores.split(",")
+    }
 
-    rows = [("bureaux", f"{len(results):,}", ""),
-            ("baseline: plain aiokafka produce + consume", f"{baseline_figures['total_s']:.2f} s", f"{baseline_figures['per_s']:,.0f} msg/s")]
+    rows = [
+        ("bureaux", f"{len(results):,}", ""),
+        (
+            "baseline: plain aiokafka produce + consume",
+            f"{baseline_figures['total_s']:.2f} s",
+            f"{baseline_figures['per_s']:,.0f} msg/s",
+        ),
+    ]
     if "redis" in ours:
         low = ours["redis"]["floor"]
-        rows.append(("floor: the night's writes alone, plain clients", f"{low['total_s']:.2f} s",
-                     f"{low['total_s'] / baseline_figures['total_s']:.1f}× baseline: reports consumed, {low['events']:,} events "
-                     f"({low['event_bytes'] / 1e6:.0f} MB) produced, {low['standings']:,} standings written"))
+        rows.append(
+            (
+                "floor: the night's writes alone, plain clients",
+                f"{low['total_s']:.2f} s",
+                f"{low['total_s'] / baseline_figures['total_s']:.1f}× baseline: reports consumed, {low['events']:,} events "
+                f"({low['event_bytes'] / 1e6:.0f} MB) produced, {low['standings']:,} standings written",
+            )
+        )
     for name, figures in ours.items():
         label = f"{name} store" + (f", {args.workers} workers" if args.workers > 1 else "")
         rows += [
-            (f"{label}: first publish → nation complete", f"{figures['total_s']:.2f} s",
-             f"{figures['per_s']:,.0f} bureaux/s, {figures['total_s'] / baseline_figures['total_s']:.1f}× baseline"),
-            (f"{label}: worker CPU time for the night", f"{figures['worker_cpu_s']:.2f} s",
-             f"{figures['worker_cpu_s'] / figures['total_s']:.0%} of one core" + (", all workers" if args.workers > 1 else "")),
-            (f"{label}: restart after kill -9 → ready", f"{figures['restart_ready_s']:.2f} s",
-             "one new worker; includes the wait for the killed workers' sessions to expire"),
-            (f"{label}: of which partitions assigned → ready", f"{figures['recovery_s']:.2f} s", "table recovery"),
-            (f"{label}: worker peak RSS", f"{figures['rss_mb']:.0f} MB", "the largest worker" if args.workers > 1 else ""),
-            (f"{label}: Redis used memory after the night", f"{figures['redis_used_mb']:.0f} MB", "whole server; each run's data is deleted after it"),
+            (
+                f"{label}: first publish → nation complete",
+                f"{figures['total_s']:.2f} s",
+                f"{figures['per_s']:,.0f} bureaux/s, {figures['total_s'] / baseline_figures['total_s']:.1f}× baseline",
+            ),
+            (
+                f"{label}: worker CPU time for the night",
+                f"{figures['worker_cpu_s']:.2f} s",
+                f"{figures['worker_cpu_s'] / figures['total_s']:.0%} of one core"
+                + (", all workers" if args.workers > 1 else ""),
+            ),
+            (
+                f"{label}: restart after kill -9 → ready",
+                f"{figures['restart_ready_s']:.2f} s",
+                "one new worker; includes the wait for the killed workers' sessions to expire",
+            ),
+            (
+                f"{label}: of which partitions assigned → ready",
+                f"{figures['recovery_s']:.2f} s",
+                "table recovery",
+            ),
+            (
+                f"{label}: worker peak RSS",
+                f"{figures['rss_mb']:.0f} MB",
+                "the largest worker" if args.workers > 1 else "",
+            ),
+            (
+                f"{label}: Redis used memory after the night",
+                f"{figures['redis_used_mb']:.0f} MB",
+                "whole server; each run's data is deleted after it",
+            ),
         ]
     if "redis" in ours and "memory" in ours:
         cost = ours["redis"]["total_s"] / ours["memory"]["total_s"] - 1
         rows.append(("redis store cost vs memory store (time)", f"{cost:+.0%}", "target: at most +20 %"))
-        rows.append(("table recovery: memory / redis", f"{ours['memory']['recovery_s'] / ours['redis']['recovery_s']:.1f}×", ""))
+        rows.append(
+            (
+                "table recovery: memory / redis",
+                f"{ours['memory']['recovery_s'] / ours['redis']['recovery_s']:.1f}×",
+                "",
+            )
+        )
     width = max(len(r[0]) for r in rows)
-    print(f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     for name, value, extra in rows:
         print(f"  {name:<{width}}  {value:>10}  {extra}")
     report = {"bureaux": len(results), "workers": args.workers, "baseline": baseline_figures, "soiree": ours}

@@ -29,19 +29,21 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream.aggregation import AreaState, area_key  # noqa: E402
-from stream.app import GC_THRESHOLDS  # noqa: E402
-from stream.elections import ElectionIndex  # noqa: E402
-from stream.ministry import election_from_ministry, results_from_ministry  # noqa: E402
-from stream.models import NATION  # noqa: E402
-from stream.pipeline import Pipeline  # noqa: E402
+from stream.adapters.redis.elections import ElectionIndex  # noqa: E402
+from stream.domain.aggregation import AreaState, area_key  # noqa: E402
+from stream.domain.messages import NATION  # noqa: E402
+from stream.runtime.app import GC_THRESHOLDS  # noqa: E402
+from stream.runtime.pipeline import Pipeline  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from tests.fakes import FakeEvent, FakeProducer, as_events, offline_pipeline  # noqa: E402
+from stream.sources.ministry import election_from_ministry, results_from_ministry  # noqa: E402
+from stream.testing import FakeEvent, FakeProducer, as_events, offline_pipeline  # noqa: E402
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
 
 
-async def night(settings: Settings, election: ElectionIndex, payloads: list[tuple[bytes, bytes]]) -> tuple[Pipeline, FakeProducer, dict[str, float]]:
+async def night(
+    settings: Settings, election: ElectionIndex, payloads: list[tuple[bytes, bytes]]
+) -> tuple[Pipeline, FakeProducer, dict[str, float]]:
     """Routing, tally and nation over the night, batch by batch as the agents would; CPU per hop."""
     producer = FakeProducer(decoded={"contributions", "nation"})  # events are only counted
     pipeline = offline_pipeline(settings, election, producer)
@@ -49,7 +51,10 @@ async def night(settings: Settings, election: ElectionIndex, payloads: list[tupl
     cpu = {"route": 0.0, "tally": 0.0, "nation": 0.0, "baseline": 0.0}
     offsets: dict[str, dict[int, int]] = {"c": {}, "n": {}}
     for start in range(0, len(payloads), batch):
-        records = [FakeEvent("bureau-results", 0, start + n, key, value).message for n, (key, value) in enumerate(payloads[start : start + batch])]
+        records = [
+            FakeEvent("bureau-results", 0, start + n, key, value).message
+            for n, (key, value) in enumerate(payloads[start : start + batch])
+        ]
         began = time.process_time()  # the baseline, batch by batch: this VM's speed drifts within a run
         for record in records:
             orjson.dumps(orjson.loads(record.value))
@@ -72,7 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/pres2017")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="cProfile one more run and print the top functions")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile one more run and print the top functions"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/tally_cpu.json")
     args = parser.parse_args()
     path = args.data / ROUND1
@@ -90,13 +97,19 @@ def main() -> None:
     runs = []
     for _ in range(args.repeat):
         pipeline, producer, cpu = asyncio.run(night(settings, election, payloads))
-        nation = AreaState.from_json(orjson.loads(pipeline.areas.data[area_key(election.election, "nation", NATION).encode()]))
+        nation = AreaState.from_json(
+            orjson.loads(pipeline.areas.data[area_key(election.election, "nation", NATION).encode()])
+        )
         if (nation.total.voters, nation.total.bureaux) != (expected["voters"], expected["bureaux"]):
-            sys.exit(f"nation total wrong: {nation.total.voters} voters of {nation.total.bureaux} bureaux, expected {expected}")
+            sys.exit(
+                f"nation total wrong: {nation.total.voters} voters of {nation.total.bureaux} bureaux, expected {expected}"
+            )
         events = producer.counts.get(settings.updates_topic, 0)
         baseline = cpu.pop("baseline")
         total = sum(cpu.values())
-        runs.append({**cpu, "total": total, "baseline": baseline, "ratio": total / baseline, "events": events})
+        runs.append(
+            {**cpu, "total": total, "baseline": baseline, "ratio": total / baseline, "events": events}
+        )
         print(
             f"route {cpu['route']:.2f} s · tally {cpu['tally']:.2f} s · nation {cpu['nation']:.2f} s · "
             f"total {total:.2f} s CPU = {total / baseline:.1f}× decoding and encoding every report "

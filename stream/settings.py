@@ -31,20 +31,30 @@ class Settings(BaseSettings):
     #: rediss://… for TLS, redis://:password@… or redis://user:password@… for AUTH; query options such
     #: as ?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required are passed to redis-py
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
-    store: str = Field("", description="table store URL; empty: the Redis store at SOIREE_REDIS_URL; memory:// for Faust's")
+    store: str = Field(
+        "", description="table store URL; empty: the Redis store at SOIREE_REDIS_URL; memory:// for Faust's"
+    )
     app_id: str = Field("soiree", description="Faust app id: consumer group and table namespace")
     partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
-    turnout_step: float = Field(0.1, gt=0, description="turnout move, in percentage points, that makes an event")
+    turnout_step: float = Field(
+        0.1, gt=0, description="turnout move, in percentage points, that makes an event"
+    )
     event_levels: list[str] = Field(default_factory=lambda: list(LEVELS))
     session_timeout: float = Field(10.0, ge=6, description="seconds before a silent worker's partitions move")
     batch_size: int = Field(2000, ge=1, description="max reports routed, or tallied, in one batch")
-    batch_window: float = Field(0.02, gt=0, description="seconds routing and the tally wait to fill a batch (the nation: app.NATION_WINDOW)")
+    batch_window: float = Field(
+        0.02,
+        gt=0,
+        description="seconds routing and the tally wait to fill a batch (the nation: app.NATION_WINDOW)",
+    )
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
     home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
     results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
     rejected_topic: str = Field("bureau-results-rejected", description="dead letters, with reasons")
     updates_topic: str = Field("election-updates", description="change events, keyed by area")
-    elections_topic: str = Field("election-definitions", description="durable copy of the definitions (compacted)")
+    elections_topic: str = Field(
+        "election-definitions", description="durable copy of the definitions (compacted)"
+    )
     kafka_version: str = "4.1.1"
     kafka_controller_port: int = 9093
 

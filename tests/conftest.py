@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stream import infra
+from stream.devstack import services as infra
 from stream.settings import Settings
 
 from .harness import ROUND_FILES, Stack, pres2017_dir
@@ -66,4 +66,6 @@ def stack(services: Settings, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         try:
             one.forget()
         except Exception as exc:  # noqa: BLE001  # cleanup never fails a test; the next run is not harmed
-            warnings.warn(f"could not delete the topics and keys of {one.settings.app_id}: {exc!r}", stacklevel=1)
+            warnings.warn(
+                f"could not delete the topics and keys of {one.settings.app_id}: {exc!r}", stacklevel=1
+            )

@@ -24,12 +24,19 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from stream import infra
-from stream.models import Election
+from stream.devstack import services as infra
+from stream.domain.messages import Election
 from stream.settings import Settings
 
 from .harness import Stack
-from .test_messy_nights import event_figures, event_shape_problems, fresh_versions, interleave, per_area, reachable
+from .test_messy_nights import (
+    event_figures,
+    event_shape_problems,
+    fresh_versions,
+    interleave,
+    per_area,
+    reachable,
+)
 from .traffic import (
     Record,
     Total,
@@ -83,13 +90,17 @@ def generate_big_night(seed: int, n_departments: int = 80, silent: int = 5, inva
     5 % corrections (the recipe of ``test_messy_nights.generate_night``), a few silent bureaux,
     and ``invalid`` invalid messages of a dozen kinds spread through it."""
     rng = Random(seed)
-    election = make_election(rng, f"faults-{seed}-{uuid.uuid4().hex[:6]}", CANDIDATES, departments(rng, n_departments))
+    election = make_election(
+        rng, f"faults-{seed}-{uuid.uuid4().hex[:6]}", CANDIDATES, departments(rng, n_departments)
+    )
     e = election.election
     leaning = {entry.department: [rng.random() + 0.05 for _ in CANDIDATES] for entry in election.bureaux}
 
     def version(bureau: str, seq: int) -> dict[str, Any]:
         entry = election.roll[bureau]
-        return result(e, bureau, seq, random_counts(rng, entry.registered, CANDIDATES, leaning[entry.department]))
+        return result(
+            e, bureau, seq, random_counts(rng, entry.registered, CANDIDATES, leaning[entry.department])
+        )
 
     bureaux = [entry.bureau for entry in election.bureaux]
     silent_ones = sorted(rng.sample(bureaux, silent))
@@ -112,7 +123,10 @@ def generate_big_night(seed: int, n_departments: int = 80, silent: int = 5, inva
         plan = plans[rng.choice(reporting)]
         original = rng.randrange(len(plan))
         plan.insert(rng.randint(original + 1, len(plan)), dict(plan[original]))
-    valid = [Message(m["bureau"].encode(), orjson.dumps(m), True) for m in interleave(rng, [plans[b] for b in reporting])]
+    valid = [
+        Message(m["bureau"].encode(), orjson.dumps(m), True)
+        for m in interleave(rng, [plans[b] for b in reporting])
+    ]
     bad = [invalid_message(rng, election, k) for k in range(invalid)]
     night = BigNight(election, [], silent_ones, {m.value for m in bad})
     assert len(night.invalid_payloads) == len(bad), "invalid payloads must be unique to be told apart"
@@ -130,7 +144,14 @@ def invalid_message(rng: Random, election: Election, k: int) -> Message:
     kind = k % 12
     key: bytes | None = b.encode()
     if kind == 0:
-        value = b'{"election": "' + e.encode() + b'", "bureau": "' + b.encode() + b'", "seq": 1, ' + nonce.encode()
+        value = (
+            b'{"election": "'
+            + e.encode()
+            + b'", "bureau": "'
+            + b.encode()
+            + b'", "seq": 1, '
+            + nonce.encode()
+        )
     elif kind == 1:
         value = orjson.dumps(good | {"voters": good["voters"] + 1, "nonce": nonce})
     elif kind == 2:
@@ -148,7 +169,10 @@ def invalid_message(rng: Random, election: Election, k: int) -> Message:
         value = orjson.dumps(good | {"registered": entry.registered + 1, "nonce": nonce})
     elif kind == 8:
         over = entry.registered + 1
-        value = orjson.dumps(good | {"voters": over, "blank": over - sum(good["votes"].values()) - good["invalid"], "nonce": nonce})
+        value = orjson.dumps(
+            good
+            | {"voters": over, "blank": over - sum(good["votes"].values()) - good["invalid"], "nonce": nonce}
+        )
     elif kind == 9:
         value = orjson.dumps(good | {"nonce": nonce})
         key = b"not-" + b.encode()  # wrong key: the report would lose its order
@@ -184,7 +208,10 @@ class Feeder:
 
     async def _start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", linger_ms=5, request_timeout_ms=15000,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            linger_ms=5,
+            request_timeout_ms=15000,
             retry_backoff_ms=500,
         )
         await self._producer.start()
@@ -247,8 +274,11 @@ def restart_kafka(settings: Settings, down_for: float) -> float:
     kafka = [s for s in statuses if s.name == "kafka"]
     if not kafka or kafka[0].state != "stopped":
         got = f"{kafka[0].state} ({kafka[0].detail})" if kafka else "no status"
-        pytest.fail(f"could not restart Kafka at {settings.kafka_bootstrap}: down() says {got}; the test needs a "
-                    f"broker started by soiree", pytrace=False)
+        pytest.fail(
+            f"could not restart Kafka at {settings.kafka_bootstrap}: down() says {got}; the test needs a "
+            f"broker started by soiree",
+            pytrace=False,
+        )
     time.sleep(down_for)
     infra.up(settings)
     return time.monotonic() - started
@@ -333,11 +363,15 @@ def settle(s: Stack, night: BigNight, expected: dict[tuple[str, str], Total], ti
     except AssertionError as exc:
         problems = mismatches(s, night.election, expected)
         levels = Counter(p.split()[0] for p in problems)
-        raise AssertionError(f"{exc}\n{len(problems)} figures still differ from the truth {dict(levels)}, e.g.:\n"
-                             + "\n".join(problems[:30])) from None
+        raise AssertionError(
+            f"{exc}\n{len(problems)} figures still differ from the truth {dict(levels)}, e.g.:\n"
+            + "\n".join(problems[:30])
+        ) from None
     time.sleep(1.5)  # events are sent before the standings are written; let the last ones land
     problems = mismatches(s, night.election, expected)
-    assert problems == [], f"{len(problems)} figures differ from the truth, e.g.:\n" + "\n".join(problems[:25])
+    assert problems == [], f"{len(problems)} figures differ from the truth, e.g.:\n" + "\n".join(
+        problems[:25]
+    )
 
 
 def _no_mismatch(s: Stack, night: BigNight, expected: dict[tuple[str, str], Total]) -> bool:
@@ -374,10 +408,20 @@ def check_dead_letters(s: Stack, topic: Topic) -> dict[str, int]:
         f"dead letters: {len(valid_rejected)} valid reports rejected, {len(lost)} invalid inputs lost "
         f"(of {len(topic.invalid)}), e.g.:\n" + "\n".join(problems[:25])
     )
-    return {"dead_letters": len(where), "invalid": len(topic.invalid), "duplicated": len(where) - len(rejected)}
+    return {
+        "dead_letters": len(where),
+        "invalid": len(topic.invalid),
+        "duplicated": len(where) - len(rejected),
+    }
 
 
-def check_events(s: Stack, night: BigNight, topic: Topic, events: list[dict[str, Any]], expected: dict[tuple[str, str], Total]) -> dict[str, int]:
+def check_events(
+    s: Stack,
+    night: BigNight,
+    topic: Topic,
+    events: list[dict[str, Any]],
+    expected: dict[tuple[str, str], Total],
+) -> dict[str, int]:
     """The story of ``check_story`` (tests/test_messy_nights.py), adapted to crashes, and the
     figures of ``check_figures_were_true``.
 
@@ -429,13 +473,17 @@ def check_events(s: Stack, night: BigNight, topic: Topic, events: list[dict[str,
         completes = 0
         seen: set[bytes] = set()
         for event in story:
-            fingerprint = orjson.dumps({k: v for k, v in event.items() if k != "at"}, option=orjson.OPT_SORT_KEYS)
+            fingerprint = orjson.dumps(
+                {k: v for k, v in event.items() if k != "at"}, option=orjson.OPT_SORT_KEYS
+            )
             repeats += fingerprint in seen
             seen.add(fingerprint)
             kind = event["kind"]
             if kind == "leader_changed":
                 if event["previous_leader"] not in leaders:
-                    problems.append(f"{where}: previous_leader {event['previous_leader']!r}, never announced before")
+                    problems.append(
+                        f"{where}: previous_leader {event['previous_leader']!r}, never announced before"
+                    )
                 if event["previous_leader"] is not None and event["leader"] == event["previous_leader"]:
                     problems.append(f"{where}: leader_changed from {event['leader']!r} to itself")
                 lead = (event["leader"], event["tied"])
@@ -445,22 +493,34 @@ def check_events(s: Stack, night: BigNight, topic: Topic, events: list[dict[str,
                 if before not in turnouts:
                     problems.append(f"{where}: previous_turnout {before}, never announced before")
                 if before is not None and abs(event["turnout"] - before) < STEP - 0.01 - 1e-9:
-                    problems.append(f"{where}: turnout moved {before} -> {event['turnout']}, less than a step")
+                    problems.append(
+                        f"{where}: turnout moved {before} -> {event['turnout']}, less than a step"
+                    )
                 turnout = event["turnout"]
                 turnouts.add(turnout)
             elif kind == "complete":
                 completes += 1
                 if event["bureaux_reported"] != event["bureaux_total"]:
-                    problems.append(f"{where}: complete at {event['bureaux_reported']}/{event['bureaux_total']}")
+                    problems.append(
+                        f"{where}: complete at {event['bureaux_reported']}/{event['bureaux_total']}"
+                    )
             if event["bureaux_total"] != sizes[(level, area)]:
-                problems.append(f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}")
+                problems.append(
+                    f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}"
+                )
             if not 1 <= event["bureaux_reported"] <= event["bureaux_total"]:
-                problems.append(f"{where}: bureaux_reported {event['bureaux_reported']}/{event['bureaux_total']}")
+                problems.append(
+                    f"{where}: bureaux_reported {event['bureaux_reported']}/{event['bureaux_total']}"
+                )
             problems += event_shape_problems(where, event, election, level, area, fresh)
         if lead != (final.leader, final.tied):
-            problems.append(f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}")
+            problems.append(
+                f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}"
+            )
         if (completes >= 1) != (final.bureaux_reported == final.bureaux_total):
-            problems.append(f"{where}: {completes} complete events at {final.bureaux_reported}/{final.bureaux_total}")
+            problems.append(
+                f"{where}: {completes} complete events at {final.bureaux_reported}/{final.bureaux_total}"
+            )
         if final.turnout is not None and (turnout is None or abs(turnout - final.turnout) >= STEP + 0.01):
             problems.append(f"{where}: last turnout event {turnout}, final turnout {final.turnout}")
         # figures that were true at some point
@@ -472,19 +532,27 @@ def check_events(s: Stack, night: BigNight, topic: Topic, events: list[dict[str,
                 one = Total()
                 one.add(election.roll[area].registered, versions[(area, seq)])
                 if event_figures(event) != figures(one, candidates):
-                    problems.append(f"bureau {area}: event {event_figures(event)} is not version {seq}: {figures(one, candidates)}")
+                    problems.append(
+                        f"bureau {area}: event {event_figures(event)} is not version {seq}: {figures(one, candidates)}"
+                    )
         elif level in ("commune", "department"):
             states, _ = reachable(election, members[(level, area)], topic.per_partition)
             for event in story:
                 if event_figures(event) not in states:
-                    problems.append(f"{where}: {event['kind']} at {event['at'][11:23]} {event_figures(event)} was never true")
+                    problems.append(
+                        f"{where}: {event['kind']} at {event['at'][11:23]} {event_figures(event)} was never true"
+                    )
     for bureau in night.silent:
         area = ("bureau", bureau)
         if area in grouped or s.standings(night.e, *area) is not None:
             problems.append(f"{area}: never reported, yet has events or standings")
-    kinds = Counter("never true" if "was never true" in p else "no events" if "no events at all" in p else "story" for p in problems)
-    assert not problems, f"{len(problems)} problems in the events of {night.e} {dict(kinds)}, e.g.:\n" + "\n".join(
-        sorted(problems, key=lambda p: "was never true" in p)[:30]
+    kinds = Counter(
+        "never true" if "was never true" in p else "no events" if "no events at all" in p else "story"
+        for p in problems
+    )
+    assert not problems, (
+        f"{len(problems)} problems in the events of {night.e} {dict(kinds)}, e.g.:\n"
+        + "\n".join(sorted(problems, key=lambda p: "was never true" in p)[:30])
     )
     return {"events": len(events), "repeated_events": repeats}
 
@@ -497,5 +565,3 @@ def expected_truth(night: BigNight, topic: Topic) -> dict[tuple[str, str], Total
         vars(from_topic[k]) == vars(generated[k]) for k in generated
     ), "the topic does not hold the generated night (a resent message overtook a newer one?)"
     return from_topic
-
-

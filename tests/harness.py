@@ -14,20 +14,21 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream.election_log import register_election
-from stream.models import Election, Standings
-from stream.publish import Publisher
-from stream.results import read_standings
+from stream.adapters.kafka.definitions import register_election
+from stream.adapters.kafka.publisher import Publisher
+from stream.adapters.kafka.topics import ensure_topics
+from stream.adapters.redis.standings import read_standings
+from stream.domain.messages import Election, Standings
 from stream.settings import Settings
-from stream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,7 +144,9 @@ class Stack:
 
     def assert_workers_alive(self) -> None:
         for process in self.workers:
-            assert process.poll() is None, f"a worker died with exit code {process.returncode}; logs in {self.log_dir}"
+            assert process.poll() is None, (
+                f"a worker died with exit code {process.returncode}; logs in {self.log_dir}"
+            )
 
     # -- input ---------------------------------------------------------------------------
     def register(self, election: Election) -> None:
@@ -154,7 +157,9 @@ class Stack:
         """Delete the stack's topics and Redis keys (workers stopped first)."""
         forget_run(self.settings, *self.elections)
 
-    def publish(self, results: Iterable[dict[str, Any]], raw: Iterable[tuple[bytes | None, bytes]] = ()) -> None:
+    def publish(
+        self, results: Iterable[dict[str, Any]], raw: Iterable[tuple[bytes | None, bytes]] = ()
+    ) -> None:
         """Valid-looking results keyed by bureau, and raw (key, payload) pairs as they are."""
 
         async def run() -> None:

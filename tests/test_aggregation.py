@@ -13,8 +13,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.aggregation import AreaState, Tally, area_key, split_area_key
-from stream.models import BureauResult
+from stream.domain.aggregation import AreaState, Tally, area_key, split_area_key
+from stream.domain.messages import BureauResult
 
 CANDIDATES = ["MACRON", "LE PEN", "HAMON"]
 
@@ -34,8 +34,15 @@ def via_json(data: Any) -> Any:
 
 def test_of_result_takes_registered_from_the_roll() -> None:
     result = BureauResult.model_validate(
-        {"election": "e", "bureau": "42218-0001", "seq": 3, "voters": 640, "blank": 9, "invalid": 4,
-         "votes": {"MACRON": 170, "LE PEN": 150, "HAMON": 307}}
+        {
+            "election": "e",
+            "bureau": "42218-0001",
+            "seq": 3,
+            "voters": 640,
+            "blank": 9,
+            "invalid": 4,
+            "votes": {"MACRON": 170, "LE PEN": 150, "HAMON": 307},
+        }
     )
     tally = Tally.of_result(result, 812)
     assert fields(tally) == (1, 812, 640, 9, 4, {"MACRON": 170, "LE PEN": 150, "HAMON": 307})
@@ -50,7 +57,14 @@ def test_add_and_subtract() -> None:
     total = Tally()
     total.add(a)
     total.add(b)
-    assert fields(total) == (2, 1512, 1140, 19, 9, {"MACRON": 270, "LE PEN": 150, "HAMON": 307, "FILLON": 385})
+    assert fields(total) == (
+        2,
+        1512,
+        1140,
+        19,
+        9,
+        {"MACRON": 270, "LE PEN": 150, "HAMON": 307, "FILLON": 385},
+    )
     assert total.expressed == 270 + 150 + 307 + 385
     total.add(a, -1)
     assert fields(total) == (1, 700, 500, 10, 5, {"MACRON": 100, "FILLON": 385})
@@ -179,9 +193,7 @@ def content_of(seed: int, child: str, version: int) -> Tally:
 def deliveries(draw: st.DrawFn) -> tuple[list[tuple[str, int]], dict[tuple[str, int], Tally]]:
     """A delivery order of (child, version) with duplicates, gaps and disorder, and the tally
     of each (child, version)."""
-    keys = draw(
-        st.lists(st.tuples(st.sampled_from(CHILDREN), st.integers(1, 6)), min_size=1, max_size=30)
-    )
+    keys = draw(st.lists(st.tuples(st.sampled_from(CHILDREN), st.integers(1, 6)), min_size=1, max_size=30))
     seed = draw(st.integers(0, 2**32))
     return keys, {key: content_of(seed, *key) for key in set(keys)}
 
@@ -281,4 +293,8 @@ def test_area_keys() -> None:
     key = area_key("pres2017-t1", "commune", "42218")
     assert key == "pres2017-t1|commune|42218"
     assert split_area_key(key) == ("pres2017-t1", "commune", "42218")
-    assert split_area_key(area_key("e", "bureau", "Saint-Étienne 0001")) == ("e", "bureau", "Saint-Étienne 0001")
+    assert split_area_key(area_key("e", "bureau", "Saint-Étienne 0001")) == (
+        "e",
+        "bureau",
+        "Saint-Étienne 0001",
+    )

@@ -45,7 +45,7 @@ import orjson
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from stream.models import MAX_COUNT, Election, MAX_REJECTED_PAYLOAD
+from stream.domain.messages import MAX_COUNT, MAX_REJECTED_PAYLOAD, Election
 
 from .harness import ROOT, Stack
 from .traffic import bureaux_total, make_election, mismatches, random_counts, read_records, topic_size, truth
@@ -122,10 +122,32 @@ WRONG_IDS: list[Any] = [42, None, [], {}, True, 4.2, "", "a|b", "x" * 65]
 WRONG_VOTES: list[Any] = [[1, 2], "MACRON", 3, None, True]
 BAD_CANDIDATE_IDS = ["", "LE|PEN", "|", "X" * 65]
 WRONG_DATES: list[Any] = ["tonight", "23/04/2017 20h", [2017, 4, 23], {"h": 20}, True]
-TYPED_FIELDS = ["seq", "voters", "blank", "invalid", "registered", "votes.", "votes", "votes-key", "election", "bureau", "reported_at"]
+TYPED_FIELDS = [
+    "seq",
+    "voters",
+    "blank",
+    "invalid",
+    "registered",
+    "votes.",
+    "votes",
+    "votes-key",
+    "election",
+    "bureau",
+    "reported_at",
+]
 REQUIRED = ["election", "bureau", "seq", "voters", "blank", "invalid", "votes"]
 COUNT_FIELDS = ["registered", "voters", "blank", "invalid", *[f"votes.{c}" for c in CANDIDATES]]
-BAD_BYTES = [b"\xff", b"\xfe", b"\xc3(", b"\xe9", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82", b"\x80", b"\xf8\x88\x80\x80\x80"]
+BAD_BYTES = [
+    b"\xff",
+    b"\xfe",
+    b"\xc3(",
+    b"\xe9",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xe2\x82",
+    b"\x80",
+    b"\xf8\x88\x80\x80\x80",
+]
 JSON_TAILS = [b",", b"}", b"]", b"x", b"{}", b" 1"]
 NOT_JSON = [b" ", b"  \t ", b"\x00", b"{}{}", b"{,}", b'{"a" 1}', b"nul", b"tru"]
 NOT_FINITE = [b"NaN", b"Infinity", b"-Infinity"]
@@ -149,15 +171,25 @@ class Generator:
         alphabet = st.characters(exclude_characters="|", exclude_categories=["Cs"])
         self.new_bureau = st.one_of(
             st.text(alphabet, min_size=1, max_size=24).filter(lambda b: b not in taken_bureaux),
-            st.builds(lambda d, c, k: f"{d}{c:03d}-{k:04d}", st.sampled_from(["42", "2A", "75", "ZZ"]),
-                      st.integers(0, 999), st.integers(1, 9999)).filter(lambda b: b not in taken_bureaux),
+            st.builds(
+                lambda d, c, k: f"{d}{c:03d}-{k:04d}",
+                st.sampled_from(["42", "2A", "75", "ZZ"]),
+                st.integers(0, 999),
+                st.integers(1, 9999),
+            ).filter(lambda b: b not in taken_bureaux),
         )
         self.new_candidates = st.lists(
-            st.text(alphabet, min_size=1, max_size=20).filter(lambda c: c not in CANDIDATES), min_size=1, max_size=3, unique=True
+            st.text(alphabet, min_size=1, max_size=20).filter(lambda c: c not in CANDIDATES),
+            min_size=1,
+            max_size=3,
+            unique=True,
         )
         scalars = (
-            st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+            st.none()
+            | st.booleans()
+            | st.integers(-(2**63), 2**63 - 1)
+            | st.floats(allow_nan=False, allow_infinity=False)
+            | st.text(max_size=20)
         )
         self.not_objects = scalars | st.lists(scalars, max_size=4)
         self.kinds = {name: getattr(self, name)() for name, _ in CHUNK}
@@ -245,14 +277,21 @@ class Generator:
             elif variant == 3:  # NaN and infinities are not JSON
                 field = draw(st.sampled_from(NUMERIC_FIELDS))
                 literal = draw(st.sampled_from(NOT_FINITE))
-                payload = re.sub(rf'"{field}": -?\d+'.encode(), f'"{field}": '.encode() + literal, text, count=1)
+                payload = re.sub(
+                    rf'"{field}": -?\d+'.encode(), f'"{field}": '.encode() + literal, text, count=1
+                )
             elif variant == 4:  # trailing comma
                 payload = text[:-1] + b",}"
             elif variant == 5:  # an HTML error page, a log line
                 payload = b"<" + draw(st.text(string.printable, max_size=60)).encode()
             else:
                 payload = draw(st.sampled_from(NOT_JSON))
-            return Msg("not_json", self._key(draw, data["bureau"]), payload, fragments=("payload is not valid JSON: ",))
+            return Msg(
+                "not_json",
+                self._key(draw, data["bureau"]),
+                payload,
+                fragments=("payload is not valid JSON: ",),
+            )
 
         return make()
 
@@ -326,7 +365,11 @@ class Generator:
             field = draw(st.sampled_from(COUNT_FIELDS))
             value = -draw(st.integers(1, 10**12))
             self._set(data, field, value)
-            fragments = (f"{self._prefix(data)}field '{field}': ", "greater than or equal to 0", f"(got {value})")
+            fragments = (
+                f"{self._prefix(data)}field '{field}': ",
+                "greater than or equal to 0",
+                f"(got {value})",
+            )
             return Msg("negative", data["bureau"].encode(), dumps(data), fragments=fragments)
 
         return make()
@@ -338,7 +381,11 @@ class Generator:
             field = draw(st.sampled_from(COUNT_FIELDS))
             if draw(st.booleans()):
                 value = draw(st.integers(MAX_COUNT + 1, 2**63 - 1))
-                fragments = (f"{self._prefix(data)}field '{field}': ", f"less than or equal to {MAX_COUNT}", f"(got {value})")
+                fragments = (
+                    f"{self._prefix(data)}field '{field}': ",
+                    f"less than or equal to {MAX_COUNT}",
+                    f"(got {value})",
+                )
             else:  # beyond 64 bits
                 value = draw(st.integers(2**64, 10**40))
                 fragments = (f"{self._prefix(data)}field '{field}': ", "valid integer")
@@ -356,7 +403,9 @@ class Generator:
             if ballots + delta < 0:
                 delta = -delta
             data["voters"] = ballots + delta
-            reason = f"bureau {data['bureau']}: blank + invalid + votes = {ballots}, voters = {ballots + delta}"
+            reason = (
+                f"bureau {data['bureau']}: blank + invalid + votes = {ballots}, voters = {ballots + delta}"
+            )
             return Msg("sum_mismatch", data["bureau"].encode(), dumps(data), exact=reason)
 
         return make()
@@ -474,8 +523,12 @@ class Generator:
             else:  # big and not UTF-8 either: the size is what is reported
                 payload = b"\xff" * size
             assert len(payload) == size
-            return Msg("oversized", data["bureau"].encode(), payload,
-                       exact=f"payload of {size} bytes exceeds the limit of {LIMIT}")
+            return Msg(
+                "oversized",
+                data["bureau"].encode(),
+                payload,
+                exact=f"payload of {size} bytes exceeds the limit of {LIMIT}",
+            )
 
         return make()
 
@@ -510,9 +563,21 @@ class Generator:
             if variant == 6:
                 key: bytes | None = draw(self.bureau.filter(lambda b: b != bureau)).encode()  # another bureau
             else:
-                key = [None, b"", bureau.lower().encode() + b" ", bureau.encode() + b"\xff", b"42", b"\xff\xfe"][variant]
+                key = [
+                    None,
+                    b"",
+                    bureau.lower().encode() + b" ",
+                    bureau.encode() + b"\xff",
+                    b"42",
+                    b"\xff\xfe",
+                ][variant]
             shown = None if key is None else key.decode("utf-8", "replace")
-            return Msg("wrong_key", key, dumps(data), exact=f"bureau {bureau}: message key {shown!r} must be the bureau id{KEY_SUFFIX}")
+            return Msg(
+                "wrong_key",
+                key,
+                dumps(data),
+                exact=f"bureau {bureau}: message key {shown!r} must be the bureau id{KEY_SUFFIX}",
+            )
 
         return make()
 
@@ -553,7 +618,9 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
     invalid = [m for m in messages if m.kind != "valid"]
     valid = [m for m in messages if m.kind == "valid"]
     kinds = Counter(m.kind for m in messages)
-    print(f"\n{len(messages)} messages drawn in {drawn_in:.1f} s: {len(invalid)} invalid, {len(valid)} valid; {dict(kinds)}")
+    print(
+        f"\n{len(messages)} messages drawn in {drawn_in:.1f} s: {len(invalid)} invalid, {len(valid)} valid; {dict(kinds)}"
+    )
     assert len(invalid) >= MIN_INVALID, kinds
     assert all(kinds[k] >= 30 for k in kinds if k not in ("empty", "oversized")), kinds
     assert kinds["oversized"] >= 10 and kinds["empty"] >= 3, kinds
@@ -568,9 +635,14 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
 
     expected = truth(election, [m.report for m in valid if m.report is not None])
     deadline = 110 - (published - started)
-    s.wait_until(lambda: not mismatches(s, election, expected), max(deadline / 2, 30), "the totals of every area")
-    s.wait_until(lambda: topic_size(s, s.settings.rejected_topic) >= len(invalid), max(deadline / 2, 30),
-                 f"{len(invalid)} rejections")
+    s.wait_until(
+        lambda: not mismatches(s, election, expected), max(deadline / 2, 30), "the totals of every area"
+    )
+    s.wait_until(
+        lambda: topic_size(s, s.settings.rejected_topic) >= len(invalid),
+        max(deadline / 2, 30),
+        f"{len(invalid)} rejections",
+    )
     settled = time.monotonic()
     time.sleep(2)  # anything extra would show up now
     s.assert_workers_alive()
@@ -599,13 +671,17 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
             wrong.append(f"unexpected rejection {rejection['reason']!r} of {rejection['payload'][:80]!r}")
             continue
         if rejection["payload_bytes"] != len(found[0].payload):
-            wrong.append(f"payload_bytes {rejection['payload_bytes']} for a payload of {len(found[0].payload)} bytes")
+            wrong.append(
+                f"payload_bytes {rejection['payload_bytes']} for a payload of {len(found[0].payload)} bytes"
+            )
         if rejection["payload_truncated"] != (len(_text(found[0].payload) or "") > MAX_REJECTED_PAYLOAD):
             wrong.append(f"payload_truncated wrong for a payload of {len(found[0].payload)} bytes")
         match = next((m for m in found if m.reason_ok(rejection["reason"])), None)
         if match is None:
             m = found[0]
-            wrong.append(f"{m.kind}: reason {rejection['reason']!r}, expected {m.expectation()} for {rejection['payload'][:100]!r}")
+            wrong.append(
+                f"{m.kind}: reason {rejection['reason']!r}, expected {m.expectation()} for {rejection['payload'][:100]!r}"
+            )
             found.pop(0)
             continue
         found.remove(match)
@@ -616,7 +692,9 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
         sources.add((rejection["partition"], rejection["offset"]))
     missing = [m for group in pending.values() for m in group]
     assert not wrong, f"{len(wrong)} wrong rejections, e.g.:\n" + "\n".join(wrong[:20])
-    assert not missing, f"{len(missing)} invalid messages never rejected, e.g. {[(m.kind, m.payload[:80]) for m in missing[:10]]}"
+    assert not missing, (
+        f"{len(missing)} invalid messages never rejected, e.g. {[(m.kind, m.payload[:80]) for m in missing[:10]]}"
+    )
     assert len(sources) == len(records)  # one rejection per input message
 
     # soiree ingest --dry-run gave each line the worker's reason, to the character
@@ -627,7 +705,9 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
     ]
     assert not differ, f"{len(differ)} of {len(ingested)} lines, e.g.:\n" + "\n".join(differ[:20])
     s.assert_workers_alive()
-    print(f"settled {settled - published:.1f} s after publishing; test took {time.monotonic() - started:.1f} s")
+    print(
+        f"settled {settled - published:.1f} s after publishing; test took {time.monotonic() - started:.1f} s"
+    )
 
 
 def _text(raw: bytes | None) -> str | None:
@@ -672,7 +752,10 @@ def run_ingest(s: Stack, path: Path, election: str) -> tuple[int, str]:
     env = {**s.env(), "COLUMNS": "100000", "NO_COLOR": "1", "TERM": "dumb"}
     done = subprocess.run(
         [str(ROOT / ".venv/bin/soiree"), "ingest", str(path), "--election", election, "--dry-run"],
-        env=env, capture_output=True, cwd=ROOT, timeout=120,
+        env=env,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert done.returncode in (0, 2), done.stderr.decode(errors="replace")[-3000:]
     return done.returncode, done.stdout.decode("utf-8", "replace")
@@ -683,7 +766,9 @@ EXAMPLE = re.compile(r"^  line (\d+): (.*)$", re.M)
 MARKUP = re.compile(r"\[[a-z#/@]")  # what Rich takes for a tag
 
 
-def ingest_dry_run(s: Stack, election: Election, messages: list[Msg], tmp_path: Path) -> list[tuple[Msg, str | None]]:
+def ingest_dry_run(
+    s: Stack, election: Election, messages: list[Msg], tmp_path: Path
+) -> list[tuple[Msg, str | None]]:
     """The same payloads as a JSONL file through ``soiree ingest --dry-run``: the accepted / rejected
     counts of a 1,500-line sample, and the reason printed for each of a few lines of every kind
     (returned, to be compared with the worker's). Nothing may be published."""
@@ -712,7 +797,9 @@ def ingest_dry_run(s: Stack, election: Election, messages: list[Msg], tmp_path: 
         _, out = run_ingest(s, path, e)
         reasons = {int(n): reason for n, reason in EXAMPLE.findall(out)}
         said.extend((m, reasons.get(n)) for n, m in enumerate(chunk, 1))
-    assert topic_size(s, s.settings.rejected_topic) == 0 and topic_size(s, s.settings.results_topic) == 0  # dry run
+    assert (
+        topic_size(s, s.settings.rejected_topic) == 0 and topic_size(s, s.settings.results_topic) == 0
+    )  # dry run
     return said
 
 
@@ -727,22 +814,40 @@ def test_ingest_prints_reasons_verbatim(stack: Any, tmp_path: Path) -> None:
     s.register(election)
     e, bureau = election.election, election.bureaux[0].bureau
     lines = [
-        ({"votes": {"": 1}}, f"bureau {bureau}: field 'votes..[key]': String should have at least 1 character (got '')"),
+        (
+            {"votes": {"": 1}},
+            f"bureau {bureau}: field 'votes..[key]': String should have at least 1 character (got '')",
+        ),
         ({"votes": {"[bold]X": 1}}, f"bureau {bureau}: unknown candidate [bold]X"),
         ({"votes": {"[/x]": 1}}, f"bureau {bureau}: unknown candidate [/x]"),
         ({"bureau": "[red]42-1"}, f"bureau [red]42-1: not in the roll of election {e}"),
     ]
     path = tmp_path / "markup.jsonl"
-    base = {"election": e, "bureau": bureau, "seq": 1, "voters": 1, "blank": 0, "invalid": 0, "votes": {"MACRON": 1}}
+    base = {
+        "election": e,
+        "bureau": bureau,
+        "seq": 1,
+        "voters": 1,
+        "blank": 0,
+        "invalid": 0,
+        "votes": {"MACRON": 1},
+    }
     path.write_bytes(b"".join(dumps({**base, **change}) + b"\n" for change, _ in lines))
     env = {**s.env(), "COLUMNS": "100000", "NO_COLOR": "1", "TERM": "dumb"}
     for dry_run in (["--dry-run"], []):
         done = subprocess.run(
             [str(ROOT / ".venv/bin/soiree"), "ingest", str(path), "--election", e, *dry_run],
-            env=env, capture_output=True, cwd=ROOT, timeout=120,
+            env=env,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
         )
         out = done.stdout.decode("utf-8", "replace")
-        assert done.returncode == 2, (done.returncode, out[-1000:], done.stderr.decode(errors="replace")[-3000:])
+        assert done.returncode == 2, (
+            done.returncode,
+            out[-1000:],
+            done.stderr.decode(errors="replace")[-3000:],
+        )
         verb = "validated" if dry_run else "published"
         assert f"0 accepted ({verb}), {len(lines)} rejected" in out, out
         printed = {int(n): reason for n, reason in EXAMPLE.findall(out)}
@@ -761,7 +866,15 @@ def test_rejections_too_big_for_the_broker_are_not_lost(stack: Any) -> None:
     s.register(election)
     e, bureau = election.election, election.bureaux[0].bureau
     big = [b"\xff" * 300_000, b'"' * 600_000, b"x" * 1_040_000]
-    valid = {"election": e, "bureau": bureau, "seq": 1, "voters": 10, "blank": 0, "invalid": 0, "votes": {"MACRON": 10}}
+    valid = {
+        "election": e,
+        "bureau": bureau,
+        "seq": 1,
+        "voters": 10,
+        "blank": 0,
+        "invalid": 0,
+        "votes": {"MACRON": 10},
+    }
     s.start_worker()
     s.publish([], raw=[(bureau.encode(), payload) for payload in big] + [(bureau.encode(), dumps(valid))])
     counted = lambda: (nation := s.standings(e, "nation", "FR")) is not None and nation.voters == 10  # noqa: E731
@@ -770,7 +883,9 @@ def test_rejections_too_big_for_the_broker_are_not_lost(stack: Any) -> None:
     s.assert_workers_alive()
     rejections = [orjson.loads(r.value) for r in read_records(s, s.settings.rejected_topic)]
     by_offset = {r["offset"]: r for r in rejections}
-    assert sorted(by_offset) == [0, 1, 2], f"rejections of offsets {sorted(by_offset)}: {[r['reason'] for r in rejections]}"
+    assert sorted(by_offset) == [0, 1, 2], (
+        f"rejections of offsets {sorted(by_offset)}: {[r['reason'] for r in rejections]}"
+    )
     for offset, payload in enumerate(big):
         rejection = by_offset[offset]
         assert rejection["reason"] == f"payload of {len(payload)} bytes exceeds the limit of {LIMIT}"

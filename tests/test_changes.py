@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.aggregation import Tally
-from stream.changes import detect_changes, leader_of, make_standings, shares_of
-from stream.models import Standings, UpdateEvent
+from stream.domain.aggregation import Tally
+from stream.domain.changes import detect_changes, leader_of, make_standings, shares_of
+from stream.domain.messages import Standings, UpdateEvent
 
 CANDIDATES = ["HAMON", "VALLS"]
 STEP = 0.1  # the default turnout step of PRODUCT.md, in percentage points
@@ -83,10 +83,16 @@ def test_standings_of_the_loire() -> None:
     assert (standings["leader"], standings["tied"], standings["margin"]) == ("HAMON", None, 3943)
     assert (standings["bureaux_reported"], standings["bureaux_total"]) == (65, 65)
     assert (standings["registered"], standings["voters"], standings["blank"], standings["invalid"]) == (
-        29000, 18501, 200, 66,
+        29000,
+        18501,
+        200,
+        66,
     )
     assert (standings["election"], standings["level"], standings["area"], standings["name"]) == (
-        "primaire-2017-t2", "department", "42", "Loire",
+        "primaire-2017-t2",
+        "department",
+        "42",
+        "Loire",
     )
 
 
@@ -96,7 +102,12 @@ def test_standings_before_any_result() -> None:
     assert standings["turnout"] is None
     assert standings["votes"] == {"HAMON": 0, "VALLS": 0}  # every candidate, even without votes
     assert standings["shares"] == {"HAMON": 0.0, "VALLS": 0.0}
-    assert (standings["leader"], standings["tied"], standings["margin"], standings["expressed"]) == (None, None, 0, 0)
+    assert (standings["leader"], standings["tied"], standings["margin"], standings["expressed"]) == (
+        None,
+        None,
+        0,
+        0,
+    )
 
 
 def test_standings_on_a_tie() -> None:
@@ -114,11 +125,15 @@ def test_shares_are_what_round_gives_including_ties() -> None:
 
     rng = random.Random(2017)
     totals = [(expressed, range(expressed + 1)) for expressed in range(1, 1501)]
-    totals += [(e, [rng.randint(0, e) for _ in range(100)]) for e in (rng.randint(1, 10**8) for _ in range(500))]
+    totals += [
+        (e, [rng.randint(0, e) for _ in range(100)]) for e in (rng.randint(1, 10**8) for _ in range(500))
+    ]
     totals += [(40_000, [1, 3, 5]), (20_000, [1, 3]), (4_000, [107]), (8, [1, 3, 5, 7])]
     for expressed, counts in totals:
         votes = {f"C{n}": count for n, count in enumerate(counts)}
-        assert shares_of(votes, expressed) == {c: round(100.0 * v / expressed, 2) for c, v in votes.items()}, expressed
+        assert shares_of(votes, expressed) == {
+            c: round(100.0 * v / expressed, 2) for c, v in votes.items()
+        }, expressed
     assert shares_of({"A": 0, "B": 0}, 0) == {"A": 0.0, "B": 0.0}
 
 
@@ -130,7 +145,9 @@ def test_shares_are_what_round_gives_including_ties() -> None:
     abstained=st.integers(0, 10**6),
     reported=st.integers(0, 50),
 )
-def test_standings_property(votes: dict[str, int], blank: int, invalid: int, abstained: int, reported: int) -> None:
+def test_standings_property(
+    votes: dict[str, int], blank: int, invalid: int, abstained: int, reported: int
+) -> None:
     voters = blank + invalid + sum(votes.values())
     registered = voters + abstained
     total = Tally(reported, registered, voters, blank, invalid, dict(votes))
@@ -192,7 +209,12 @@ def test_first_leader_and_first_turnout() -> None:
     events, announced = step({}, Tally(1, 1000, 500, 0, 0, {"HAMON": 300, "VALLS": 200}), cause=cause)
     assert kinds(events) == ["leader_changed", "turnout_changed"]
     leader = of_kind(events, "leader_changed")
-    assert (leader["leader"], leader["previous_leader"], leader["tied"], leader["margin"]) == ("HAMON", None, None, 100)
+    assert (leader["leader"], leader["previous_leader"], leader["tied"], leader["margin"]) == (
+        "HAMON",
+        None,
+        None,
+        100,
+    )
     assert leader["cause"] == cause
     turnout = of_kind(events, "turnout_changed")
     assert (turnout["turnout"], turnout["previous_turnout"]) == (50.0, None)
@@ -220,12 +242,22 @@ def test_change_of_leader_tie_and_back() -> None:
     # a tie: no leader, the tied candidates sorted, margin 0, previous leader named
     events, announced = step(announced, Tally(2, 2000, 1000, 0, 0, {"HAMON": 500, "VALLS": 500}))
     tie = of_kind(events, "leader_changed")
-    assert (tie["leader"], tie["tied"], tie["margin"], tie["previous_leader"]) == (None, ["HAMON", "VALLS"], 0, "HAMON")
+    assert (tie["leader"], tie["tied"], tie["margin"], tie["previous_leader"]) == (
+        None,
+        ["HAMON", "VALLS"],
+        0,
+        "HAMON",
+    )
 
     # the tie broken the other way
     events, announced = step(announced, Tally(3, 3000, 1500, 0, 0, {"HAMON": 700, "VALLS": 800}))
     change = of_kind(events, "leader_changed")
-    assert (change["leader"], change["tied"], change["margin"], change["previous_leader"]) == ("VALLS", None, 100, None)
+    assert (change["leader"], change["tied"], change["margin"], change["previous_leader"]) == (
+        "VALLS",
+        None,
+        100,
+        None,
+    )
 
     # a bigger margin for the same leader is not a change of leader
     events, announced = step(announced, Tally(4, 4000, 2000, 0, 0, {"HAMON": 700, "VALLS": 1300}))
@@ -258,10 +290,21 @@ def test_turnout_moves_below_the_step_are_held_back_and_accumulate() -> None:
     announced: dict[str, Any] = {}
     _, announced = step(announced, Tally(1, 10000, 5000, 0, 0, {"HAMON": 5000}))  # 50.00
     # measured from the last announced turnout (in voters: 10 = 0.1 point), not from the last message
-    for voters, fires in [(5009, False), (4991, False), (5000, False), (4990, True),  # announced 49.90
-                          (4999, False), (4981, False), (4980, True),  # announced 49.80
-                          (4989, False), (4971, False), (5100, True),  # announced 51.00
-                          (5091, False), (5109, False), (5090, True)]:
+    for voters, fires in [
+        (5009, False),
+        (4991, False),
+        (5000, False),
+        (4990, True),  # announced 49.90
+        (4999, False),
+        (4981, False),
+        (4980, True),  # announced 49.80
+        (4989, False),
+        (4971, False),
+        (5100, True),  # announced 51.00
+        (5091, False),
+        (5109, False),
+        (5090, True),
+    ]:
         events, announced = step(announced, Tally(1, 10000, voters, 0, 0, {"HAMON": voters}))
         assert ("turnout_changed" in kinds(events)) is fires, voters
 
@@ -279,7 +322,9 @@ def test_complete_exactly_once() -> None:
     announced: dict[str, Any] = {}
     complete = 0
     for reported, voters in [(1, 100), (2, 200), (3, 300), (3, 301), (3, 400), (3, 300)]:
-        events, announced = step(announced, Tally(reported, 3000, voters, 0, 0, {"HAMON": voters}), bureaux_total=3)
+        events, announced = step(
+            announced, Tally(reported, 3000, voters, 0, 0, {"HAMON": voters}), bureaux_total=3
+        )
         if "complete" in kinds(events):
             complete += 1
             event = of_kind(events, "complete")

@@ -11,13 +11,15 @@ from typing import Any
 
 import orjson
 
-from stream.models import BureauResult, Election, Rejection, Standings, UpdateEvent
+from stream.domain.messages import BureauResult, Election, Rejection, Standings, UpdateEvent
 
 from .harness import ROOT, Stack
 from .test_pipeline import CANDIDATES, expected_by_area, mini_election, result
 
 
-def soiree(stack: Stack, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def soiree(
+    stack: Stack, *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stream.cli", *args],
         input=stdin,
@@ -30,12 +32,16 @@ def soiree(stack: Stack, *args: str, stdin: str | None = None, timeout: float = 
 
 
 def test_schema_files_in_docs_are_current(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "stream.cli", "schema", "--out", str(tmp_path)], check=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "stream.cli", "schema", "--out", str(tmp_path)], check=True, cwd=ROOT
+    )
     for model in (Election, BureauResult, UpdateEvent, Standings, Rejection):
         generated = json.loads((tmp_path / f"{model.__name__}.json").read_text())
         assert generated == model.model_json_schema()
         committed = ROOT / "docs/schema" / f"{model.__name__}.json"
-        assert json.loads(committed.read_text()) == generated, f"{committed} is stale: run soiree schema --out docs/schema"
+        assert json.loads(committed.read_text()) == generated, (
+            f"{committed} is stale: run soiree schema --out docs/schema"
+        )
 
 
 def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
@@ -56,7 +62,11 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
     lines = [orjson.dumps(r).decode() for r in good]
     no_election = {k: v for k, v in result(e, "42001-0001", 1, {"A": 5}).items() if k != "election"}
     lines.append(orjson.dumps(no_election).decode())  # the election comes from --election
-    lines.append('{"election": "' + e + '", "bureau": "42001-0001", "seq": 1, "voters": 3, "blank": 0, "invalid": 0, "votes": {"A": 2}}')
+    lines.append(
+        '{"election": "'
+        + e
+        + '", "bureau": "42001-0001", "seq": 1, "voters": 3, "blank": 0, "invalid": 0, "votes": {"A": 2}}'
+    )
     lines.append("not json")
     file = tmp_path / "night.jsonl"
     file.write_text("\n".join(lines) + "\n")
@@ -77,7 +87,11 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
 
     truth = expected_by_area(election, good + [{**no_election, "election": e}])
     nation = truth[("nation", "FR")]
-    s.wait_until(lambda: (st := s.standings(e, "nation", "FR")) is not None and st.voters == nation["voters"], 60, "the nation")
+    s.wait_until(
+        lambda: (st := s.standings(e, "nation", "FR")) is not None and st.voters == nation["voters"],
+        60,
+        "the nation",
+    )
     shown = soiree(s, "results", "nation", "--election", e, "--json")
     assert shown.returncode == 0, shown.stderr
     standings = Standings.model_validate_json(shown.stdout)
@@ -92,7 +106,18 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
     assert wrong_level.returncode == 1 and "unknown level 'region'" in wrong_level.stderr
 
     tail = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "tail", "--election", e, "--json", "--from-beginning", "--level", "nation"],
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "tail",
+            "--election",
+            e,
+            "--json",
+            "--from-beginning",
+            "--level",
+            "nation",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=s.env(),
@@ -114,10 +139,18 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
 
 
 def test_clear_errors_without_services(tmp_path: Path) -> None:
-    env = {"SOIREE_REDIS_URL": "redis://:secret@127.0.0.1:1/0", "SOIREE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
+    env = {
+        "SOIREE_REDIS_URL": "redis://:secret@127.0.0.1:1/0",
+        "SOIREE_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "PATH": "/usr/bin:/bin",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "stream.cli", "results", "nation", "--election", "x"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
     )
     assert done.returncode == 1
     assert "Redis is not reachable at redis://:***@127.0.0.1:1/0" in done.stderr

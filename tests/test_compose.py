@@ -32,9 +32,9 @@ import yaml
 from packaging.specifiers import SpecifierSet
 from pydantic import ValidationError
 
-import stream.cli
-from stream.scenario import SEED_NAMES
+import stream.cli.commands
 from stream.settings import LEVELS, Settings
+from stream.sources.scenario import SEED_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -71,7 +71,9 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
-    return {str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
+    return {
+        str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()
+    }
 
 
 def command_args(service: dict[str, Any]) -> list[str]:
@@ -199,7 +201,9 @@ def check_images(compose: Compose) -> Problems:
     kafka = kafka_service(compose)
     if kafka is None:
         problems.append("no service runs the official apache/kafka image")
-    elif not re.fullmatch(r"(docker\.io/)?apache/kafka:4\.\d+(\.\d+)?", str(services(compose)[kafka]["image"])):
+    elif not re.fullmatch(
+        r"(docker\.io/)?apache/kafka:4\.\d+(\.\d+)?", str(services(compose)[kafka]["image"])
+    ):
         problems.append(f"{kafka}: image {services(compose)[kafka]['image']!r} is not apache/kafka 4.x")
     if redis_service(compose) is None:
         problems.append("no service runs the redis image")
@@ -244,7 +248,9 @@ def check_kafka_kraft(compose: Compose) -> Problems:
     if missing:
         return [f"{kafka}: missing {', '.join(missing)} (KRaft needs them all)"]
     if {r.strip() for r in env["KAFKA_PROCESS_ROLES"].split(",")} != {"broker", "controller"}:
-        problems.append(f"{kafka}: KAFKA_PROCESS_ROLES={env['KAFKA_PROCESS_ROLES']!r}, want broker,controller")
+        problems.append(
+            f"{kafka}: KAFKA_PROCESS_ROLES={env['KAFKA_PROCESS_ROLES']!r}, want broker,controller"
+        )
     try:
         node_id = int(env["KAFKA_NODE_ID"])
         listeners = parse_listeners(env["KAFKA_LISTENERS"])
@@ -269,7 +275,9 @@ def check_kafka_kraft(compose: Compose) -> Problems:
             problems.append(f"{kafka}: {name} advertised on port {port} but listens on {listeners[name][1]}")
     inter = env.get("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT").upper()
     if inter not in advertised or inter in controllers:
-        problems.append(f"{kafka}: inter-broker listener {inter} must be an advertised, non-controller listener")
+        problems.append(
+            f"{kafka}: inter-broker listener {inter} must be an advertised, non-controller listener"
+        )
     controller_ports = {listeners[name][1] for name in controllers if name in listeners}
     voters = {}
     for voter in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","):
@@ -285,7 +293,9 @@ def check_kafka_kraft(compose: Compose) -> Problems:
         if host not in network_names(compose, kafka) | {"localhost", "127.0.0.1"}:
             problems.append(f"{kafka}: quorum voter host {host!r} does not name the Kafka container")
         if port not in controller_ports:
-            problems.append(f"{kafka}: quorum voter port {port} is not the controller listener's {controller_ports}")
+            problems.append(
+                f"{kafka}: quorum voter port {port} is not the controller listener's {controller_ports}"
+            )
     for key in (
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
@@ -305,11 +315,15 @@ def check_kafka_kraft(compose: Compose) -> Problems:
         problems.append(f"{kafka}: KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS should be 0")
     if "CLUSTER_ID" in env:
         try:
-            ok = len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16 and len(env["CLUSTER_ID"]) == 22
+            ok = (
+                len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16 and len(env["CLUSTER_ID"]) == 22
+            )
         except ValueError:
             ok = False
         if not ok:
-            problems.append(f"{kafka}: CLUSTER_ID {env['CLUSTER_ID']!r} is not a base64url UUID (22 characters)")
+            problems.append(
+                f"{kafka}: CLUSTER_ID {env['CLUSTER_ID']!r} is not a base64url UUID (22 characters)"
+            )
     healthcheck = services(compose)[kafka].get("healthcheck") or {}
     test = healthcheck.get("test")
     text = " ".join(test) if isinstance(test, list) else str(test or "")
@@ -326,7 +340,9 @@ def check_kafka_kraft(compose: Compose) -> Problems:
 def check_ports(compose: Compose) -> Problems:
     problems = []
     kafka, redis = kafka_service(compose), redis_service(compose)
-    if redis and not any(host and target == 6379 for host, target in published_ports(services(compose)[redis])):
+    if redis and not any(
+        host and target == 6379 for host, target in published_ports(services(compose)[redis])
+    ):
         problems.append(f"{redis}: port 6379 is not published")
     if kafka:
         env = kafka_env(compose)
@@ -389,7 +405,9 @@ def check_redis_url(compose: Compose) -> Problems:
         if url.scheme not in ("redis", "rediss"):
             problems.append(f"{name}: SOIREE_REDIS_URL scheme {url.scheme!r} is not redis://")
         if url.hostname not in network_names(compose, redis):
-            problems.append(f"{name}: SOIREE_REDIS_URL host {url.hostname!r} is not the Redis service {redis!r}")
+            problems.append(
+                f"{name}: SOIREE_REDIS_URL host {url.hostname!r} is not the Redis service {redis!r}"
+            )
         if (url.port or 6379) != 6379:
             problems.append(f"{name}: SOIREE_REDIS_URL port {url.port} is not Redis's 6379")
         if url.path.strip("/") and not url.path.strip("/").isdigit():
@@ -439,7 +457,9 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
 
 def has_healthcheck(service: dict[str, Any]) -> bool:
     check = service.get("healthcheck") or {}
-    return bool(check.get("test")) and not check.get("disable") and check.get("test") not in (["NONE"], "NONE")
+    return (
+        bool(check.get("test")) and not check.get("disable") and check.get("test") not in (["NONE"], "NONE")
+    )
 
 
 def check_depends_on(compose: Compose) -> Problems:
@@ -461,7 +481,9 @@ def check_depends_on(compose: Compose) -> Problems:
         if kafka and deps.get(kafka) != "service_healthy":
             problems.append(f"{name}: must wait for {kafka} to be healthy")
         if redis and args and args[0] in REDIS_COMMANDS and deps.get(redis) != "service_healthy":
-            problems.append(f"{name}: `soiree {args[0]}` uses Redis, so it must wait for {redis} to be healthy")
+            problems.append(
+                f"{name}: `soiree {args[0]}` uses Redis, so it must wait for {redis} to be healthy"
+            )
     if "worker" not in depends_on(all_services.get("replay", {})):
         problems.append("replay: must depend on the worker (someone has to aggregate what it publishes)")
     # No cycles.
@@ -510,7 +532,7 @@ def cli_problems(args: list[str]) -> Problems:
     looked up by name among the command's parameters, and finally the arguments are parsed
     strictly (values converted, required options enforced, extra arguments refused).
     """
-    root = typer.main.get_command(stream.cli.app)
+    root = typer.main.get_command(stream.cli.commands.app)
     errors = _click_exceptions(root)
     command: Any = root
     path = ["soiree"]
@@ -732,9 +754,24 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
         check_settings_env,
         "SOIREE_KAFKA_BOOSTRAP is not a Settings field (did you mean SOIREE_KAFKA_BOOTSTRAP?)",
     ),
-    ("invalid setting value", _set_env("tail", "SOIREE_PARTITIONS", "zero"), check_settings_env, "invalid settings"),
-    ("partitions disagree", _set_env("kafka", "KAFKA_NUM_PARTITIONS", "3"), check_partitions, "KAFKA_NUM_PARTITIONS=3"),
-    ("not KRaft combined", _set_env("kafka", "KAFKA_PROCESS_ROLES", "broker"), check_kafka_kraft, "broker,controller"),
+    (
+        "invalid setting value",
+        _set_env("tail", "SOIREE_PARTITIONS", "zero"),
+        check_settings_env,
+        "invalid settings",
+    ),
+    (
+        "partitions disagree",
+        _set_env("kafka", "KAFKA_NUM_PARTITIONS", "3"),
+        check_partitions,
+        "KAFKA_NUM_PARTITIONS=3",
+    ),
+    (
+        "not KRaft combined",
+        _set_env("kafka", "KAFKA_PROCESS_ROLES", "broker"),
+        check_kafka_kraft,
+        "broker,controller",
+    ),
     (
         "no quorum voters",
         _set_env("kafka", "KAFKA_CONTROLLER_QUORUM_VOTERS", None),
@@ -791,13 +828,20 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
         "worker: `soiree worker` uses Redis",
     ),
     ("replay restarts", _set("replay", "restart", "on-failure"), check_lifecycle, "replay: restart"),
-    ("replay restart unquoted no", _set("replay", "restart", False), check_lifecycle, "replay: restart False"),
+    (
+        "replay restart unquoted no",
+        _set("replay", "restart", False),
+        check_lifecycle,
+        "replay: restart False",
+    ),
     ("a version key", lambda c: c.update(version="3.8"), check_layout, "'version' is obsolete"),
     ("a missing service", lambda c: c["services"].pop("tail"), check_layout, "service 'tail' is missing"),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "check", "expected"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+@pytest.mark.parametrize(
+    ("mutate", "check", "expected"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
+)
 def test_checkers_catch_a_mutated_compose(
     compose: Compose, mutate: Callable[[Compose], None], check: Callable[[Compose], Problems], expected: str
 ) -> None:
@@ -815,7 +859,10 @@ def test_checkers_catch_a_mutated_compose(
         (
             "SOIREE_KAFKA_BOOTSTRAP: kafka:9092",
             "SOIREE_KAFKA_BOOTSTRAP: broker:9092",
-            [f"{name}: SOIREE_KAFKA_BOOTSTRAP host 'broker' is not the Kafka service" for name in SOIREE_SERVICES],
+            [
+                f"{name}: SOIREE_KAFKA_BOOTSTRAP host 'broker' is not the Kafka service"
+                for name in SOIREE_SERVICES
+            ],
         ),
     ],
     ids=["option typo", "wrong bootstrap host"],
@@ -885,7 +932,9 @@ def test_dockerfile_installs_the_project_without_dev_deps() -> None:
     assert any(target in copied for target in targets), (targets, copied)
     flat = " ".join(" ".join(words) for words in installs)
     assert "[" not in flat, "installs extras (the test dependencies)"
-    assert not re.search(r"(^|\s)(-e|--editable)(\s|$)", flat), "an editable install needs the source at run time"
+    assert not re.search(r"(^|\s)(-e|--editable)(\s|$)", flat), (
+        "an editable install needs the source at run time"
+    )
     assert not any(re.search(r"pytest|hypothesis|-r\s", " ".join(words)) for words in installs)
 
 
@@ -940,7 +989,7 @@ def dockerignore_patterns() -> list[str]:
 
 def test_dockerignore_matcher_follows_docker_rules() -> None:
     patterns = ["*", "!stream", "**/__pycache__"]
-    assert in_build_context("stream/cli.py", patterns)
+    assert in_build_context("stream/cli/commands.py", patterns)
     assert not in_build_context("stream/__pycache__/cli.cpython-311.pyc", patterns)
     assert not in_build_context(".venv/bin/python", patterns)
     assert not in_build_context("stream", ["stream/"])
@@ -950,7 +999,9 @@ def test_build_context_holds_what_pip_install_reads_and_nothing_heavy() -> None:
     patterns = dockerignore_patterns()
     package_data = pyproject()["tool"]["setuptools"]["package-data"]
     needed = ["pyproject.toml"] + [
-        p.relative_to(ROOT).as_posix() for p in (ROOT / "stream").rglob("*.py") if "__pycache__" not in p.parts
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "stream").rglob("*.py")
+        if "__pycache__" not in p.parts
     ]
     for package, globs in package_data.items():
         for pattern in globs:

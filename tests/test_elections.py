@@ -7,8 +7,8 @@ import tracemalloc
 
 import orjson
 
-from stream.elections import ElectionIndex
-from stream.models import NATION, BureauResult, Election, InvalidResult, check_against_election
+from stream.adapters.redis.elections import ElectionIndex
+from stream.domain.messages import NATION, BureauResult, Election, InvalidResult, check_against_election
 
 
 def _election(size: int, seed: int = 7) -> Election:
@@ -30,7 +30,12 @@ def _election(size: int, seed: int = 7) -> Election:
         )
     rng.shuffle(bureaux)
     return Election.model_validate(
-        {"election": "t", "name": "Test", "candidates": [{"id": c, "name": c} for c in "ABC"], "bureaux": bureaux}
+        {
+            "election": "t",
+            "name": "Test",
+            "candidates": [{"id": c, "name": c} for c in "ABC"],
+            "bureaux": bureaux,
+        }
     )
 
 
@@ -45,7 +50,11 @@ def test_index_agrees_with_the_validated_election() -> None:
     assert len(index.roll) == len(election.roll)
     for bureau, entry in election.roll.items():
         placement = index.roll[bureau]
-        assert (placement.commune, placement.department, placement.registered) == (entry.commune, entry.department, entry.registered)
+        assert (placement.commune, placement.department, placement.registered) == (
+            entry.commune,
+            entry.department,
+            entry.registered,
+        )
     for key, expected in election.areas.items():
         assert index.areas[key] == expected, key
     assert index.areas[("nation", NATION)] == ("France", 2_000)
@@ -60,8 +69,21 @@ def test_roll_checks_read_the_index_like_the_election() -> None:
         {"bureau": entry.bureau, "voters": 0, "blank": 0, "invalid": 0, "votes": {}},
         {"bureau": entry.bureau, "voters": 0, "blank": 0, "invalid": 0, "votes": {"Z": 0}},
         {"bureau": "nowhere", "voters": 0, "blank": 0, "invalid": 0, "votes": {}},
-        {"bureau": entry.bureau, "registered": entry.registered + 1, "voters": 0, "blank": 0, "invalid": 0, "votes": {}},
-        {"bureau": entry.bureau, "voters": entry.registered + 1, "blank": entry.registered + 1, "invalid": 0, "votes": {}},
+        {
+            "bureau": entry.bureau,
+            "registered": entry.registered + 1,
+            "voters": 0,
+            "blank": 0,
+            "invalid": 0,
+            "votes": {},
+        },
+        {
+            "bureau": entry.bureau,
+            "voters": entry.registered + 1,
+            "blank": entry.registered + 1,
+            "invalid": 0,
+            "votes": {},
+        },
     ]
     for case in cases:
         result = BureauResult.model_validate({"election": "t", "seq": 1, **case})

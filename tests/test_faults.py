@@ -94,8 +94,15 @@ def final_checks(s: Stack, night: BigNight, log: dict[str, Any]) -> None:
     seen: dict[str, set[int]] = defaultdict(set)
     for m in topic.valid:
         versions = seen[m["bureau"]]
-        mix["duplicate" if m["seq"] in versions else "out_of_order" if versions and m["seq"] < max(versions)
-            else "correction" if versions else "first"] += 1
+        mix[
+            "duplicate"
+            if m["seq"] in versions
+            else "out_of_order"
+            if versions and m["seq"] < max(versions)
+            else "correction"
+            if versions
+            else "first"
+        ] += 1
         versions.add(m["seq"])
     log.update(mix=dict(mix))
     log.update(check_dead_letters(s, topic))
@@ -146,10 +153,14 @@ def test_full_replay_with_kill9s_and_a_broker_and_a_redis_restart(stack: Any) ->
         log["feeder_retries"] = feeder.retries
     finally:
         feeder.close()
-    assert reported(s, night.e) < len(night.election.bureaux) - len(night.silent), "faults came after the night"
+    assert reported(s, night.e) < len(night.election.bureaux) - len(night.silent), (
+        "faults came after the night"
+    )
     print("\n" + "\n".join(log.pop("timeline")))
     final_checks(s, night, log)
-    assert s.redis.exists(f"soiree:election:{night.e}"), "the election was not registered again after Redis was lost"
+    assert s.redis.exists(f"soiree:election:{night.e}"), (
+        "the election was not registered again after Redis was lost"
+    )
     s.assert_workers_alive()
     print(f"test took {time.monotonic() - started:.1f} s")
 
@@ -187,7 +198,11 @@ def test_two_workers_one_killed_the_other_takes_over(stack: Any) -> None:
 
 def wait_worker_ready(s: Stack, index: int) -> None:
     log = s.log_dir / f"{s.settings.app_id}-worker{index}.log"
-    s.wait_until(lambda: log.is_file() and "[^Worker]: Ready" in log.read_text(errors="replace"), 90, f"worker {index} ready")
+    s.wait_until(
+        lambda: log.is_file() and "[^Worker]: Ready" in log.read_text(errors="replace"),
+        90,
+        f"worker {index} ready",
+    )
 
 
 def test_redis_lost_before_any_worker_looked_the_election_up(stack: Any) -> None:

@@ -11,13 +11,21 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from stream.app import create_app
+from stream.runtime.app import create_app
+from stream.runtime.faust.patches import (
+    FETCH_MAX_WAIT_MS,
+    Bundle,
+    QuietMonitor,
+    SeekFirstRecovery,
+    _Consumer,
+    _ConsumerThread,
+    _DeliveryCheck,
+    _LivePartitions,
+)
 from stream.settings import Settings
-from stream.faust_patches import FETCH_MAX_WAIT_MS, Bundle, QuietMonitor, SeekFirstRecovery, _Consumer, _ConsumerThread, _DeliveryCheck, _LivePartitions
 
 
 def test_the_app_runs_with_the_fixes_and_the_quiet_monitor(services: Settings) -> None:
@@ -30,7 +38,9 @@ def test_the_app_runs_with_the_fixes_and_the_quiet_monitor(services: Settings) -
 
 
 def _record(tp: TP, offset: int) -> ConsumerMessage:
-    return ConsumerMessage(tp.topic, tp.partition, offset, 0.0, 0, None, b"key", b"value", None, tp=tp, generation_id=1)
+    return ConsumerMessage(
+        tp.topic, tp.partition, offset, 0.0, 0, None, b"key", b"value", None, tp=tp, generation_id=1
+    )
 
 
 def test_a_bundle_commits_exactly_what_its_records_would(services: Settings) -> None:
@@ -128,7 +138,9 @@ def test_paused_partitions_stay_paused_when_none_is_active(services: Settings) -
 
             async def fetched(partitions: object, timeout: float = 5) -> set[int]:
                 await consumer.seek_to_beginning(first, second)
-                records = await consumer._fetcher.fetched_records(partitions, timeout=timeout)  # what Faust calls
+                records = await consumer._fetcher.fetched_records(
+                    partitions, timeout=timeout
+                )  # what Faust calls
                 return {tp.partition for tp, batch in records.items() if batch}
 
             empty_set = await fetched(set())
@@ -158,7 +170,9 @@ def test_changelog_partitions_faust_does_not_read_are_not_fetched(services: Sett
         admin = AIOKafkaAdminClient(bootstrap_servers=services.kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1) for topic in (changelog, results)])
+            await admin.create_topics(
+                [NewTopic(topic, num_partitions=1, replication_factor=1) for topic in (changelog, results)]
+            )
         finally:
             await admin.close()
         producer = AIOKafkaProducer(bootstrap_servers=services.kafka_bootstrap, acks="all")
@@ -168,7 +182,9 @@ def test_changelog_partitions_faust_does_not_read_are_not_fetched(services: Sett
             await producer.send_and_wait(results, b"report", partition=0)
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=services.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=services.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
             consumer.assign([log0, results0])
@@ -181,7 +197,11 @@ def test_changelog_partitions_faust_does_not_read_are_not_fetched(services: Sett
             consumer.assign([log0, results0])  # a rebalance: aiokafka forgets what was paused
             thread._pause_unread_changelogs(consumer, {results0})
             assert consumer.paused() == {log0}, "not paused again after a new assignment"
-            return bool(fetched.get(results0)), changelog_held, {tp for tp, batch in recovered.items() if batch}
+            return (
+                bool(fetched.get(results0)),
+                changelog_held,
+                {tp for tp, batch in recovered.items() if batch},
+            )
         finally:
             await consumer.stop()
 

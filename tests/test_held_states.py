@@ -14,15 +14,19 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from stream import pipeline as pipeline_module
-from stream.elections import ElectionIndex
-from stream.pipeline import Pipeline
+from stream.adapters.redis.elections import ElectionIndex
+from stream.runtime import pipeline as pipeline_module
+from stream.runtime.pipeline import Pipeline
 from stream.settings import Settings
-
-from .fakes import FakeProducer, as_events, offline_pipeline
+from stream.testing import FakeProducer, as_events, offline_pipeline
 
 ELECTION = "held-test"
-ROLL = [("42218-0001", "42218", "42"), ("42218-0002", "42218", "42"), ("42001-0001", "42001", "42"), ("75056-0001", "75056", "75")]
+ROLL = [
+    ("42218-0001", "42218", "42"),
+    ("42218-0002", "42218", "42"),
+    ("42001-0001", "42001", "42"),
+    ("75056-0001", "75056", "75"),
+]
 
 
 def election() -> ElectionIndex:
@@ -36,7 +40,15 @@ def election() -> ElectionIndex:
 
 
 def report(bureau: str, seq: int, a: int, b: int) -> tuple[bytes, bytes]:
-    value = {"election": ELECTION, "bureau": bureau, "seq": seq, "voters": a + b, "blank": 0, "invalid": 0, "votes": {"A": a, "B": b}}
+    value = {
+        "election": ELECTION,
+        "bureau": bureau,
+        "seq": seq,
+        "voters": a + b,
+        "blank": 0,
+        "invalid": 0,
+        "votes": {"A": a, "B": b},
+    }
     return bureau.encode(), orjson.dumps(value)
 
 
@@ -49,7 +61,10 @@ class Night:
         self.offsets: dict[int, int] = {}
 
     async def route(self, *reports: tuple[bytes, bytes]) -> list[Any]:
-        records = [as_events([(0, key, value)], "bureau-results", {0: n})[0].message for n, (key, value) in enumerate(reports)]
+        records = [
+            as_events([(0, key, value)], "bureau-results", {0: n})[0].message
+            for n, (key, value) in enumerate(reports)
+        ]
         await self.pipeline.on_results(records)
         return as_events(self.producer.take("contributions"), "contributions", self.offsets)
 
@@ -73,7 +88,11 @@ def test_held_states_are_the_stored_ones() -> None:
         await night.tally(await night.route(report("42218-0002", 1, 10, 90), report("42001-0001", 1, 50, 49)))
         await night.tally(await night.route(report("42218-0001", 2, 20, 80)))  # a correction
         held = night.pipeline.held
-        assert {key.decode() for key in held} == {f"{ELECTION}|commune|42218", f"{ELECTION}|commune|42001", f"{ELECTION}|commune|75056"}
+        assert {key.decode() for key in held} == {
+            f"{ELECTION}|commune|42218",
+            f"{ELECTION}|commune|42001",
+            f"{ELECTION}|commune|75056",
+        }
         for key, state in held.items():
             assert state.to_json() == night.stored(key)
         commune = held[f"{ELECTION}|commune|42218".encode()]
@@ -96,7 +115,11 @@ def test_a_chunk_kafka_refuses_is_tried_again_from_the_store(monkeypatch: pytest
         correction = await night.route(report("42218-0001", 2, 10, 90))
         night.producer.fail_next = KafkaConnectionError()
         await night.tally(correction)
-        assert night.leaders() == [("bureau", "42218-0001", "B"), ("commune", "42218", "B"), ("department", "42", "B")]
+        assert night.leaders() == [
+            ("bureau", "42218-0001", "B"),
+            ("commune", "42218", "B"),
+            ("department", "42", "B"),
+        ]
         commune = night.stored(f"{ELECTION}|commune|42218".encode())
         assert commune["t"][5] == {"A": 10, "B": 90}
 

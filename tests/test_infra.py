@@ -8,7 +8,7 @@ import uuid
 
 import redis
 
-from stream import infra
+from stream.devstack import services as infra
 from stream.settings import Settings
 
 
@@ -60,7 +60,10 @@ def test_redis_answers_ping(services: Settings) -> None:
 
 def test_up_again_reports_already_running(services: Settings) -> None:
     statuses = infra.up(services)
-    assert [(s.name, s.state) for s in statuses] == [("kafka", "already running"), ("redis", "already running")]
+    assert [(s.name, s.state) for s in statuses] == [
+        ("kafka", "already running"),
+        ("redis", "already running"),
+    ]
 
 
 def test_kafka_answers_false_on_closed_port() -> None:

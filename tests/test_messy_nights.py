@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stream.models import Election
+from stream.domain.messages import Election
 
 from .harness import Stack
 from .traffic import (
@@ -98,7 +98,9 @@ def generate_night(seed: int, silent: int) -> Night:
 
     def version(bureau: str, seq: int) -> dict[str, Any]:
         entry = election.roll[bureau]
-        return result(e, bureau, seq, random_counts(rng, entry.registered, CANDIDATES, leaning[entry.department]))
+        return result(
+            e, bureau, seq, random_counts(rng, entry.registered, CANDIDATES, leaning[entry.department])
+        )
 
     bureaux = [entry.bureau for entry in election.bureaux]
     silent_ones = sorted(rng.sample([b for b in bureaux if not b.startswith("ZZ")], silent))
@@ -152,26 +154,36 @@ def add_special_corrections(night: Night, rng: Random, version: Any) -> None:
             new_votes[runner_up] += expressed
             after = Total(votes=new_votes)
             if figures(after, CANDIDATES).leader == runner_up:
-                counts = {k: old[k] for k in ("voters", "blank", "invalid")} | {"votes": {runner_up: expressed}}
+                counts = {k: old[k] for k in ("voters", "blank", "invalid")} | {
+                    "votes": {runner_up: expressed}
+                }
                 return bureau, counts
         return None
 
-    communes = sorted(a for a in members if a[0] == "commune" and len(members[a]) >= 2 and not a[1].startswith("ZZ"))
+    communes = sorted(
+        a for a in members if a[0] == "commune" and len(members[a]) >= 2 and not a[1].startswith("ZZ")
+    )
     commune_flip = next((c, f) for c in communes if (f := flip(*c)) is not None)
     departments = sorted((a for a in members if a[0] == "department"), key=lambda a: (len(members[a]), a))
     department_flip = next(
-        (d, f) for d in departments
+        (d, f)
+        for d in departments
         if d[1] != election.roll[commune_flip[1][0]].department and (f := flip(*d)) is not None
     )
     used_communes = {election.roll[f[0]].commune for _, f in (commune_flip, department_flip)}
     used_departments = {election.roll[f[0]].department for _, f in (commune_flip, department_flip)}
     zero = next(
-        b for b in sorted(latest)
-        if latest[b]["voters"] > 0 and election.roll[b].commune not in used_communes
+        b
+        for b in sorted(latest)
+        if latest[b]["voters"] > 0
+        and election.roll[b].commune not in used_communes
         and election.roll[b].department not in used_departments
     )
-    specials = [(*commune_flip[1], commune_flip[0]), (*department_flip[1], department_flip[0]),
-                (zero, {"voters": 0, "blank": 0, "invalid": 0, "votes": {}}, None)]
+    specials = [
+        (*commune_flip[1], commune_flip[0]),
+        (*department_flip[1], department_flip[0]),
+        (zero, {"voters": 0, "blank": 0, "invalid": 0, "votes": {}}, None),
+    ]
     sequences = []
     for bureau, counts, area in specials:
         top = max(r["seq"] for r in night.phase1 if r["bureau"] == bureau)
@@ -180,7 +192,12 @@ def add_special_corrections(night: Night, rng: Random, version: Any) -> None:
         sequences.append([correction, version(bureau, top + 1), dict(correction), dict(latest[bureau])])
         if area is not None:
             after = truth(election, [*night.phase1, correction])
-            night.flips[area] = (bureau, top + 2, figures(before[area], CANDIDATES).leader, figures(after[area], CANDIDATES).leader)
+            night.flips[area] = (
+                bureau,
+                top + 2,
+                figures(before[area], CANDIDATES).leader,
+                figures(after[area], CANDIDATES).leader,
+            )
         else:
             night.zeroed = (bureau, top + 2)
     night.phase2 = interleave(rng, sequences)
@@ -249,7 +266,9 @@ def test_messy_nights_count_exactly_and_tell_a_consistent_story(stack: Any) -> N
 
 
 def settle(s: Stack, nights: list[Night], truths: dict[str, dict[tuple[str, str], Total]], what: str) -> None:
-    s.wait_until(lambda: all(not mismatches(s, n.election, truths[n.e]) for n in nights), 60, f"the totals of {what}")
+    s.wait_until(
+        lambda: all(not mismatches(s, n.election, truths[n.e]) for n in nights), 60, f"the totals of {what}"
+    )
     time.sleep(1)  # events are sent before the standings are written; let the last ones land
     for night in nights:
         assert mismatches(s, night.election, truths[night.e]) == [], what
@@ -298,7 +317,9 @@ def event_shape_problems(
     return problems
 
 
-def check_story(s: Stack, night: Night, events: list[dict[str, Any]], expected: dict[tuple[str, str], Total]) -> None:
+def check_story(
+    s: Stack, night: Night, events: list[dict[str, Any]], expected: dict[tuple[str, str], Total]
+) -> None:
     """What the events of an area are guaranteed to say, whatever the batching, and is asserted:
 
     * leaders form a chain: each ``leader_changed`` has as ``previous_leader`` the ``leader`` of the
@@ -343,37 +364,58 @@ def check_story(s: Stack, night: Night, events: list[dict[str, Any]], expected: 
             kind = event["kind"]
             if kind == "leader_changed":
                 if event["previous_leader"] != leader:
-                    problems.append(f"{where}: previous_leader {event['previous_leader']!r} after leader {leader!r}")
+                    problems.append(
+                        f"{where}: previous_leader {event['previous_leader']!r} after leader {leader!r}"
+                    )
                 if (event["leader"], event["tied"]) == lead:
                     problems.append(f"{where}: leader_changed to the same {lead}")
                 leader, lead = event["leader"], (event["leader"], event["tied"])
             elif kind == "turnout_changed":
                 if event["previous_turnout"] != turnout:
-                    problems.append(f"{where}: previous_turnout {event['previous_turnout']} after turnout {turnout}")
+                    problems.append(
+                        f"{where}: previous_turnout {event['previous_turnout']} after turnout {turnout}"
+                    )
                 if turnout is not None and abs(event["turnout"] - turnout) < STEP - 0.01 - 1e-9:
-                    problems.append(f"{where}: turnout moved {turnout} -> {event['turnout']}, less than a step")
+                    problems.append(
+                        f"{where}: turnout moved {turnout} -> {event['turnout']}, less than a step"
+                    )
                 turnout = event["turnout"]
             elif kind == "complete":
                 completes += 1
                 if event["bureaux_reported"] != event["bureaux_total"]:
-                    problems.append(f"{where}: complete at {event['bureaux_reported']}/{event['bureaux_total']}")
+                    problems.append(
+                        f"{where}: complete at {event['bureaux_reported']}/{event['bureaux_total']}"
+                    )
             if event["bureaux_total"] != sizes[(level, area)]:
-                problems.append(f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}")
-            if not reported <= event["bureaux_reported"] <= event["bureaux_total"] or event["bureaux_reported"] < 1:
-                problems.append(f"{where}: bureaux_reported {reported} -> {event['bureaux_reported']}/{event['bureaux_total']}")
+                problems.append(
+                    f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}"
+                )
+            if (
+                not reported <= event["bureaux_reported"] <= event["bureaux_total"]
+                or event["bureaux_reported"] < 1
+            ):
+                problems.append(
+                    f"{where}: bureaux_reported {reported} -> {event['bureaux_reported']}/{event['bureaux_total']}"
+                )
             reported = max(reported, event["bureaux_reported"])
             problems += event_shape_problems(where, event, election, level, area, fresh)
         if lead != (final.leader, final.tied):
-            problems.append(f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}")
+            problems.append(
+                f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}"
+            )
         if completes > 1 or (completes == 1) != (final.bureaux_reported == final.bureaux_total):
-            problems.append(f"{where}: {completes} complete events at {final.bureaux_reported}/{final.bureaux_total}")
+            problems.append(
+                f"{where}: {completes} complete events at {final.bureaux_reported}/{final.bureaux_total}"
+            )
         if final.turnout is not None and (turnout is None or abs(turnout - final.turnout) >= STEP + 0.01):
             problems.append(f"{where}: last turnout event {turnout}, final turnout {final.turnout}")
     for bureau in night.silent:
         for area in areas_of(election, bureau)[:1]:
             if area in grouped or s.standings(night.e, *area) is not None:
                 problems.append(f"{area}: never reported, yet has events or standings")
-    assert not problems, f"{len(problems)} problems in the story of {night.e}, e.g.:\n" + "\n".join(problems[:25])
+    assert not problems, f"{len(problems)} problems in the story of {night.e}, e.g.:\n" + "\n".join(
+        problems[:25]
+    )
 
 
 def fresh_versions(messages: list[dict[str, Any]]) -> dict[str, set[int]]:
@@ -423,7 +465,9 @@ def check_figures_were_true(night: Night, events: list[dict[str, Any]], records:
                 one = Total()
                 one.add(election.roll[area].registered, versions[(area, seq)])
                 if event_figures(event) != figures(one, candidates):
-                    problems.append(f"bureau {area}: event {event_figures(event)} is not version {seq}: {figures(one, candidates)}")
+                    problems.append(
+                        f"bureau {area}: event {event_figures(event)} is not version {seq}: {figures(one, candidates)}"
+                    )
         elif level in ("commune", "department"):
             states, count = reachable(election, members[(level, area)], per_partition)
             combinations += count
@@ -434,7 +478,9 @@ def check_figures_were_true(night: Night, events: list[dict[str, Any]], records:
     assert not problems, f"{len(problems)} events with figures never true, e.g.:\n" + "\n".join(problems[:25])
 
 
-def reachable(election: Election, bureaux: set[str], per_partition: dict[int, list[dict[str, Any]]]) -> tuple[set[Figures], int]:
+def reachable(
+    election: Election, bureaux: set[str], per_partition: dict[int, list[dict[str, Any]]]
+) -> tuple[set[Figures], int]:
     """Figures of every combination of per-partition prefixes, for the area made of ``bureaux``."""
     candidates = election.candidate_list
     options: list[list[tuple[int, ...]]] = []
@@ -445,7 +491,9 @@ def reachable(election: Election, bureaux: set[str], per_partition: dict[int, li
             bureau = m["bureau"]
             if bureau in bureaux and m["seq"] > newest.get(bureau, {"seq": 0})["seq"]:
                 newest[bureau] = m
-                states.append(tuple(map(sum, zip(*(_vector(election, r, candidates) for r in newest.values())))))
+                states.append(
+                    tuple(map(sum, zip(*(_vector(election, r, candidates) for r in newest.values()))))
+                )
         options.append(list(dict.fromkeys(states)))
     found: set[Figures] = set()
     count = 0
@@ -459,15 +507,26 @@ def reachable(election: Election, bureaux: set[str], per_partition: dict[int, li
 
 def _vector(election: Election, report: dict[str, Any], candidates: list[str]) -> tuple[int, ...]:
     votes = report["votes"]
-    return (1, election.roll[report["bureau"]].registered, report["voters"], *(votes.get(c, 0) for c in candidates))
+    return (
+        1,
+        election.roll[report["bureau"]].registered,
+        report["voters"],
+        *(votes.get(c, 0) for c in candidates),
+    )
 
 
-def check_special_corrections(s: Stack, night: Night, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+def check_special_corrections(
+    s: Stack, night: Night, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
     """The phase-2 corrections: one leader change each, caused by them; the zeroed bureau at zero."""
     new_events = per_area(after)
     old_events = per_area(before)
     for (level, area), (bureau, seq, was, now) in night.flips.items():
-        changes = [ev for ev in new_events[(level, area)][len(old_events[(level, area)]):] if ev["kind"] == "leader_changed"]
+        changes = [
+            ev
+            for ev in new_events[(level, area)][len(old_events[(level, area)]) :]
+            if ev["kind"] == "leader_changed"
+        ]
         assert len(changes) == 1, (level, area, changes)
         change = changes[0]
         assert (change["previous_leader"], change["leader"]) == (was, now), (level, area, change)
@@ -477,8 +536,15 @@ def check_special_corrections(s: Stack, night: Night, before: list[dict[str, Any
     bureau, seq = night.zeroed
     final = s.standings(night.e, "bureau", bureau)
     assert final is not None
-    assert (final.voters, final.expressed, final.turnout, final.leader, final.tied, final.bureaux_reported) == (0, 0, 0.0, None, None, 1)
-    latest = [ev for ev in new_events[("bureau", bureau)][len(old_events[("bureau", bureau)]):]]
+    assert (
+        final.voters,
+        final.expressed,
+        final.turnout,
+        final.leader,
+        final.tied,
+        final.bureaux_reported,
+    ) == (0, 0, 0.0, None, None, 1)
+    latest = [ev for ev in new_events[("bureau", bureau)][len(old_events[("bureau", bureau)]) :]]
     assert {ev["kind"] for ev in latest} >= {"leader_changed", "turnout_changed"}, latest
     assert all(ev["cause"] == {"bureau": bureau, "seq": seq} for ev in latest), latest
     zero_lead = [ev for ev in latest if ev["kind"] == "leader_changed"][-1]

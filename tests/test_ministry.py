@@ -16,7 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.ministry import (
+from stream.domain.messages import BureauResult, check_against_election
+from stream.sources.ministry import (
     MinistryFormatError,
     candidates_of,
     department_names,
@@ -26,7 +27,6 @@ from stream.ministry import (
     read_rows,
     results_from_ministry,
 )
-from stream.models import BureauResult, check_against_election
 
 from .harness import ROUND_FILES
 
@@ -51,7 +51,9 @@ CANDIDATES = {
 @pytest.fixture(scope="module")
 def official(data_dir: Path) -> dict[int, dict[str, int]]:
     totals: dict[int, dict[str, int]] = {1: {}, 2: {}}
-    with open(data_dir / "official/france_entiere_conseil_constitutionnel.csv", encoding="utf-8", newline="") as f:
+    with open(
+        data_dir / "official/france_entiere_conseil_constitutionnel.csv", encoding="utf-8", newline=""
+    ) as f:
         for row in csv.DictReader(f):
             totals[int(row["tour"])][row["item"]] = int(row["value"])
     return totals

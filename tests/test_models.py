@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from stream.models import (
+from stream.domain.messages import (
     MAX_COUNT,
     NATION,
     BureauResult,
@@ -41,14 +41,38 @@ ELECTION_DEF: dict[str, Any] = {
         {"id": "HAMON", "name": "Benoît Hamon"},
     ],
     "bureaux": [
-        {"bureau": "42218-0001", "commune": "42218", "commune_name": "Saint-Étienne",
-         "department": "42", "department_name": "Loire", "registered": 812},
-        {"bureau": "42218-0002", "commune": "42218", "commune_name": "Saint-Étienne",
-         "department": "42", "department_name": "Loire", "registered": 700},
-        {"bureau": "42001-0001", "commune": "42001", "commune_name": "",
-         "department": "42", "department_name": "Loire", "registered": 300},
-        {"bureau": "2A004-0001", "commune": "2A004", "commune_name": "Ajaccio",
-         "department": "2A", "department_name": "", "registered": 500},
+        {
+            "bureau": "42218-0001",
+            "commune": "42218",
+            "commune_name": "Saint-Étienne",
+            "department": "42",
+            "department_name": "Loire",
+            "registered": 812,
+        },
+        {
+            "bureau": "42218-0002",
+            "commune": "42218",
+            "commune_name": "Saint-Étienne",
+            "department": "42",
+            "department_name": "Loire",
+            "registered": 700,
+        },
+        {
+            "bureau": "42001-0001",
+            "commune": "42001",
+            "commune_name": "",
+            "department": "42",
+            "department_name": "Loire",
+            "registered": 300,
+        },
+        {
+            "bureau": "2A004-0001",
+            "commune": "2A004",
+            "commune_name": "Ajaccio",
+            "department": "2A",
+            "department_name": "",
+            "registered": 500,
+        },
     ],
 }
 ELECTION = Election.model_validate(ELECTION_DEF)
@@ -126,7 +150,9 @@ def test_boundaries_are_accepted() -> None:
 
 def test_ballots_not_adding_up_are_named_with_the_numbers() -> None:
     assert rejected(raw(result(blank=10))) == "bureau 42218-0001: blank + invalid + votes = 641, voters = 640"
-    assert rejected(raw(result(voters=641))) == "bureau 42218-0001: blank + invalid + votes = 640, voters = 641"
+    assert (
+        rejected(raw(result(voters=641))) == "bureau 42218-0001: blank + invalid + votes = 640, voters = 641"
+    )
 
 
 @settings(max_examples=80, deadline=None)
@@ -184,8 +210,16 @@ def with_value(field: str, value: Any) -> dict[str, Any]:
 
 
 WRONG_TYPES = {
-    "str": "9", "float-int": 9.0, "float": 9.5, "true": True, "false": False, "null": None,
-    "list": [9], "object": {"n": 9}, "empty-str": "", "big-float": 1e20,
+    "str": "9",
+    "float-int": 9.0,
+    "float": 9.5,
+    "true": True,
+    "false": False,
+    "null": None,
+    "list": [9],
+    "object": {"n": 9},
+    "empty-str": "",
+    "big-float": 1e20,
 }
 
 
@@ -292,7 +326,14 @@ def test_non_utf8(payload: bytes) -> None:
 
 @pytest.mark.parametrize(
     "payload, kind",
-    [(b"[]", "list"), (b"[1, 2]", "list"), (b"1", "int"), (b'"x"', "str"), (b"true", "bool"), (b"1.5", "float")],
+    [
+        (b"[]", "list"),
+        (b"[1, 2]", "list"),
+        (b"1", "int"),
+        (b'"x"', "str"),
+        (b"true", "bool"),
+        (b"1.5", "float"),
+    ],
 )
 def test_non_object_json(payload: bytes, kind: str) -> None:
     assert rejected(payload) == f"payload must be a JSON object, got {kind}"
@@ -358,7 +399,11 @@ def test_fuzz_bytes(payload: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )
@@ -387,7 +432,9 @@ def test_fuzz_fields(replaced: dict[str, Any], dropped: set[str]) -> None:
 
 
 def test_unknown_election() -> None:
-    assert rejected(raw(result(election="pres2022-t1"))) == "bureau 42218-0001: unknown election 'pres2022-t1'"
+    assert (
+        rejected(raw(result(election="pres2022-t1"))) == "bureau 42218-0001: unknown election 'pres2022-t1'"
+    )
     parsed = parse_result(raw(result()))
     with pytest.raises(InvalidResult, match="^bureau 42218-0001: unknown election 'pres2017-t1'$"):
         check_against_election(parsed, None)
@@ -404,7 +451,15 @@ def test_unknown_candidates_are_listed_sorted() -> None:
     one = result(votes={"MACRON": 170, "FILLON": 457})
     assert rejected(raw(one)) == "bureau 42218-0001: unknown candidate FILLON"
     many = result(
-        votes={"MACRON": 170, "ZEMMOUR": 400, "FILLON": 50, "ARTHAUD": 1, "POUTOU": 2, "CHEMINADE": 3, "LASSALLE": 1}
+        votes={
+            "MACRON": 170,
+            "ZEMMOUR": 400,
+            "FILLON": 50,
+            "ARTHAUD": 1,
+            "POUTOU": 2,
+            "CHEMINADE": 3,
+            "LASSALLE": 1,
+        }
     )
     assert rejected(raw(many)) == (
         "bureau 42218-0001: unknown candidates ARTHAUD, CHEMINADE, FILLON, LASSALLE, POUTOU, ZEMMOUR"
@@ -551,13 +606,39 @@ def test_json_schemas_export(model: type[BaseModel]) -> None:
 def test_update_event_and_standings_schemas_have_the_product_fields() -> None:
     event = UpdateEvent.model_json_schema()
     assert {
-        "election", "kind", "level", "area", "name", "leader", "previous_leader", "margin", "turnout",
-        "previous_turnout", "bureaux_reported", "bureaux_total", "at", "cause",
+        "election",
+        "kind",
+        "level",
+        "area",
+        "name",
+        "leader",
+        "previous_leader",
+        "margin",
+        "turnout",
+        "previous_turnout",
+        "bureaux_reported",
+        "bureaux_total",
+        "at",
+        "cause",
     } <= set(event["properties"])
     assert set(event["properties"]["kind"]["enum"]) >= {"leader_changed", "turnout_changed", "complete"}
     standings = Standings.model_json_schema()
     assert {
-        "election", "level", "area", "name", "registered", "voters", "blank", "invalid", "expressed", "votes",
-        "shares", "turnout", "leader", "margin", "bureaux_reported", "bureaux_total",
+        "election",
+        "level",
+        "area",
+        "name",
+        "registered",
+        "voters",
+        "blank",
+        "invalid",
+        "expressed",
+        "votes",
+        "shares",
+        "turnout",
+        "leader",
+        "margin",
+        "bureaux_reported",
+        "bureaux_total",
     } <= set(standings["properties"])
     assert orjson.loads(orjson.dumps(standings)) == standings

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.kafka_config import client_options, faust_credentials
+from stream.adapters.kafka.client import client_options, faust_credentials
 from stream.settings import Settings
 
 from .harness import ROOT, Stack
@@ -37,14 +37,21 @@ def test_sasl_ssl_settings_reach_every_client(monkeypatch: pytest.MonkeyPatch) -
 
 def test_plaintext_by_default() -> None:
     settings = Settings(kafka_bootstrap="localhost:9092")
-    assert client_options(settings) == {"bootstrap_servers": "localhost:9092", "security_protocol": "PLAINTEXT"}
+    assert client_options(settings) == {
+        "bootstrap_servers": "localhost:9092",
+        "security_protocol": "PLAINTEXT",
+    }
     assert faust_credentials(settings) is None
 
 
 def worker(stack: Stack, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stream.cli", "worker", *args],
-        capture_output=True, text=True, env={**stack.env(), **(env or {})}, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        env={**stack.env(), **(env or {})},
+        cwd=ROOT,
+        timeout=60,
     )
 
 

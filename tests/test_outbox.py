@@ -13,13 +13,16 @@ import asyncio
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.outbox import Outbox
+from stream.adapters.kafka.outbox import Outbox
+from stream.testing import PARTITIONS, FakeProducer
 
-from .fakes import PARTITIONS, FakeProducer
 
-
-def _run(metadata_known: bool, max_batch_size: int) -> tuple[FakeProducer, list[tuple[str, int, bytes | None, bytes]], dict[TopicPartition, int]]:
-    async def scenario() -> tuple[FakeProducer, list[tuple[str, int, bytes | None, bytes]], dict[TopicPartition, int]]:
+def _run(
+    metadata_known: bool, max_batch_size: int
+) -> tuple[FakeProducer, list[tuple[str, int, bytes | None, bytes]], dict[TopicPartition, int]]:
+    async def scenario() -> tuple[
+        FakeProducer, list[tuple[str, int, bytes | None, bytes]], dict[TopicPartition, int]
+    ]:
         producer = FakeProducer(max_batch_size, metadata_known)
         outbox = Outbox(producer)  # type: ignore[arg-type]
         partitioner = DefaultPartitioner()
@@ -43,8 +46,16 @@ def _run(metadata_known: bool, max_batch_size: int) -> tuple[FakeProducer, list[
     return asyncio.run(scenario())
 
 
-def _check(producer: FakeProducer, expected: list[tuple[str, int, bytes | None, bytes]], delivered: dict[TopicPartition, int]) -> None:
-    got = [(topic, partition, key, value) for topic, partition, records in producer.sent for key, value in records]
+def _check(
+    producer: FakeProducer,
+    expected: list[tuple[str, int, bytes | None, bytes]],
+    delivered: dict[TopicPartition, int],
+) -> None:
+    got = [
+        (topic, partition, key, value)
+        for topic, partition, records in producer.sent
+        for key, value in records
+    ]
     for place in {(topic, partition) for topic, partition, _, _ in expected}:
         assert [m for m in got if m[:2] == place] == [m for m in expected if m[:2] == place], place
     assert len(got) == len(expected)

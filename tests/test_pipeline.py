@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.models import Election
-from stream.topics import contributions_topic
+from stream.adapters.kafka.topics import contributions_topic
+from stream.domain.messages import Election
 
 from .harness import Stack
 
@@ -43,7 +43,9 @@ def mini_election() -> Election:
     )
 
 
-def result(election: str, bureau: str, seq: int, votes: dict[str, int], blank: int = 0, invalid: int = 0) -> dict[str, Any]:
+def result(
+    election: str, bureau: str, seq: int, votes: dict[str, int], blank: int = 0, invalid: int = 0
+) -> dict[str, Any]:
     return {
         "election": election,
         "bureau": bureau,
@@ -55,14 +57,23 @@ def result(election: str, bureau: str, seq: int, votes: dict[str, int], blank: i
     }
 
 
-def expected_by_area(election: Election, results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def expected_by_area(
+    election: Election, results: list[dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any]]:
     """Independent truth: latest seq per bureau (first one wins on equal seq), summed per area."""
     latest: dict[str, dict[str, Any]] = {}
     for r in results:
         if r["bureau"] not in latest or r["seq"] > latest[r["bureau"]]["seq"]:
             latest[r["bureau"]] = r
     totals: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"voters": 0, "blank": 0, "invalid": 0, "registered": 0, "bureaux": 0, "votes": defaultdict(int)}
+        lambda: {
+            "voters": 0,
+            "blank": 0,
+            "invalid": 0,
+            "registered": 0,
+            "bureaux": 0,
+            "votes": defaultdict(int),
+        }
     )
     roll = {b[0]: b for b in ROLL}
     for r in latest.values():
@@ -95,18 +106,42 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
         result(e, "42218-0001", 2, {"A": 99}),  # stale again
     ]
     bad = [
-        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 5, {"A": 10}), "voters": 11}), "blank + invalid + votes = 10, voters = 11"),
+        (
+            b"42218-0002",
+            orjson.dumps({**result(e, "42218-0002", 5, {"A": 10}), "voters": 11}),
+            "blank + invalid + votes = 10, voters = 11",
+        ),
         (b"42218-0002", orjson.dumps(result(e, "42218-0002", 6, {"Z": 1})), "unknown candidate Z"),
         (b"99999-0001", orjson.dumps(result(e, "99999-0001", 1, {"A": 1})), "not in the roll"),
-        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 7, {"A": 1}), "registered": 121}), "registered = 121, the roll says 120"),
+        (
+            b"42218-0002",
+            orjson.dumps({**result(e, "42218-0002", 7, {"A": 1}), "registered": 121}),
+            "registered = 121, the roll says 120",
+        ),
         (b"42218-0002", orjson.dumps(result(e, "42218-0002", 0, {"A": 1})), "field 'seq'"),
         (b"42218-0002", b'{"election": "' + e.encode() + b'", "bureau": ', "not valid JSON"),
-        (b"42001-0001", orjson.dumps(result(e, "42218-0002", 8, {"A": 1})), "message key '42001-0001' must be the bureau id"),
+        (
+            b"42001-0001",
+            orjson.dumps(result(e, "42218-0002", 8, {"A": 1})),
+            "message key '42001-0001' must be the bureau id",
+        ),
         (b"42218-0002", orjson.dumps(result("nope", "42218-0002", 9, {"A": 1})), "unknown election 'nope'"),
-        (b"42218-0002", orjson.dumps(result(e, "42218-0002", 10, {"A": 121})), "voters = 121 exceeds the roll's registered = 120"),
+        (
+            b"42218-0002",
+            orjson.dumps(result(e, "42218-0002", 10, {"A": 121})),
+            "voters = 121 exceeds the roll's registered = 120",
+        ),
         (b"42218-0002", b"\xff\xfe not utf-8", "not valid UTF-8"),
-        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 11, {"A": 1}), "voters": "1"}), "field 'voters'"),
-        (b"42218-0002", orjson.dumps({**result(e, "42218-0002", 12, {"A": -1}), "voters": -1}), "greater than or equal to 0"),
+        (
+            b"42218-0002",
+            orjson.dumps({**result(e, "42218-0002", 11, {"A": 1}), "voters": "1"}),
+            "field 'voters'",
+        ),
+        (
+            b"42218-0002",
+            orjson.dumps({**result(e, "42218-0002", 12, {"A": -1}), "voters": -1}),
+            "greater than or equal to 0",
+        ),
         (b"42218-0002", b"x" * 70_000, "exceeds the limit"),
     ]
     s.start_worker()
@@ -126,7 +161,10 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
         got = s.standings(e, level, area)
         assert got is not None
         assert (got.registered, got.voters, got.blank, got.invalid) == (
-            total["registered"], total["voters"], total["blank"], total["invalid"]
+            total["registered"],
+            total["voters"],
+            total["blank"],
+            total["invalid"],
         ), (level, area)
         assert got.votes == {c: total["votes"].get(c, 0) for c in CANDIDATES}, (level, area)
         assert got.bureaux_total == len([b for b in ROLL if area in (b[0], b[1], b[3], "FR")])
@@ -172,7 +210,8 @@ def test_areas_touched_by_many_small_chunks(stack: Any) -> None:
 
     def settled() -> bool:
         return all(
-            (got := s.standings(e, level, area)) is not None and got.votes == {c: total["votes"].get(c, 0) for c in CANDIDATES}
+            (got := s.standings(e, level, area)) is not None
+            and got.votes == {c: total["votes"].get(c, 0) for c in CANDIDATES}
             and got.voters == total["voters"]
             for (level, area), total in truth.items()
         )
@@ -200,7 +239,10 @@ def check_event_story(events: list[dict[str, Any]], s: Stack, election: str) -> 
         assert bool(completes) == (final.bureaux_reported == final.bureaux_total), (level, area)
         turnouts = [ev for ev in area_events if ev["kind"] == "turnout_changed"]
         if final.turnout is not None:
-            assert abs(turnouts[-1]["turnout"] - final.turnout) < s.settings.turnout_step + 0.01, (level, area)
+            assert abs(turnouts[-1]["turnout"] - final.turnout) < s.settings.turnout_step + 0.01, (
+                level,
+                area,
+            )
 
 
 def publish_contributions(s: Stack, messages: list[dict[str, Any]]) -> None:
@@ -213,7 +255,9 @@ def publish_contributions(s: Stack, messages: list[dict[str, Any]]) -> None:
         try:
             for message in messages:
                 key = f"{message['e']}|department|{message['a']}".encode()
-                await producer.send_and_wait(contributions_topic(s.settings), key=key, value=orjson.dumps(message))
+                await producer.send_and_wait(
+                    contributions_topic(s.settings), key=key, value=orjson.dumps(message)
+                )
         finally:
             await producer.stop()
 
@@ -238,14 +282,31 @@ def test_events_do_not_depend_on_how_contributions_are_chunked(stack: Any) -> No
         reports = [  # commune 42218 and department 42: A leads, then B, then A again
             [result(e, "42218-0001", 1, {"A": 50, "B": 10})],
             [result(e, "42218-0002", 1, {"A": 5, "B": 80})],  # 42218: A 55, B 90
-            [result(e, "42218-0001", 2, {"A": 90}), result(e, "42218-0001", 1, {"A": 50, "B": 10})],  # A 95, B 80; stale
+            [
+                result(e, "42218-0001", 2, {"A": 90}),
+                result(e, "42218-0001", 1, {"A": 50, "B": 10}),
+            ],  # A 95, B 80; stale
             [result(e, "42001-0001", 1, {"B": 70})],  # 42: A 95, B 150
-            [result(e, "42218-0002", 2, {"A": 5, "B": 5}), result(e, "42218-0002", 2, {"A": 5, "B": 5})],  # 42: A 100, B 75
+            [
+                result(e, "42218-0002", 2, {"A": 5, "B": 5}),
+                result(e, "42218-0002", 2, {"A": 5, "B": 5}),
+            ],  # 42: A 100, B 75
             [result(e, "75056-0001", 1, {"C": 60})],
         ]
         messages = [
-            {"e": e, "l": "department", "a": department_of[batch[0]["bureau"]],
-             "c": [[r["bureau"], r["seq"], [1, registered[r["bureau"]], r["voters"], r["blank"], r["invalid"], r["votes"]]] for r in batch]}
+            {
+                "e": e,
+                "l": "department",
+                "a": department_of[batch[0]["bureau"]],
+                "c": [
+                    [
+                        r["bureau"],
+                        r["seq"],
+                        [1, registered[r["bureau"]], r["voters"], r["blank"], r["invalid"], r["votes"]],
+                    ]
+                    for r in batch
+                ],
+            }
             for batch in reports
         ]
         truth = expected_by_area(election, [r for batch in reports for r in batch])
@@ -253,9 +314,13 @@ def test_events_do_not_depend_on_how_contributions_are_chunked(stack: Any) -> No
         publish_contributions(s, messages)
         s.start_worker()
         s.wait_until(
-            lambda: all((got := s.standings(e, level, area)) is not None and got.voters == total["voters"]
-                        for (level, area), total in truth.items() if level != "nation"),
-            90, "the totals of every commune and department",
+            lambda: all(
+                (got := s.standings(e, level, area)) is not None and got.voters == total["voters"]
+                for (level, area), total in truth.items()
+                if level != "nation"
+            ),
+            90,
+            "the totals of every commune and department",
         )
         story: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for _, event in s.read_topic(s.settings.updates_topic):
@@ -265,7 +330,10 @@ def test_events_do_not_depend_on_how_contributions_are_chunked(stack: Any) -> No
         stories.append(story)
         s.stop()
     one_by_one, all_at_once = stories
-    for area, expected in ((("commune", "42218"), ["A", "B", "A"]), (("department", "42"), ["A", "B", "A", "B", "A"])):
+    for area, expected in (
+        (("commune", "42218"), ["A", "B", "A"]),
+        (("department", "42"), ["A", "B", "A", "B", "A"]),
+    ):
         leaders = [ev["leader"] for ev in one_by_one[area] if ev["kind"] == "leader_changed"]
         assert leaders == expected, (area, leaders)
     assert set(one_by_one) == set(all_at_once)
@@ -293,7 +361,7 @@ class _RedisRunningLaterCommandsFirst:
 def test_standings_waiting_for_redis_never_overwrite_newer_ones() -> None:
     """After an outage the waiting standings go in one big MSET; a newer standing written while
     it is on its way must stay (a department once kept an older standing for good)."""
-    from stream.pipeline import Pipeline
+    from stream.runtime.pipeline import Pipeline
     from stream.settings import Settings
 
     async def scenario() -> None:

@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 import pytest
 
-from stream import pipeline as pipeline_module
-from stream.aggregation import Tally
-from stream.models import Rejection, parse_result
+from stream.domain.aggregation import Tally
+from stream.domain.messages import Rejection, parse_result
+from stream.runtime import pipeline as pipeline_module
 from stream.settings import Settings
+from stream.testing import FakeEvent
 
-from .fakes import FakeEvent
 from .test_held_states import ELECTION, Night, report
 
 POISON = "42218-0002"
@@ -38,7 +38,9 @@ def plant_bug(monkeypatch: pytest.MonkeyPatch, where: Any, name: str) -> None:
 
 
 def rejections(night: Night) -> list[Rejection]:
-    return [Rejection.model_validate_json(value) for _, _, value in night.producer.take(Settings().rejected_topic)]
+    return [
+        Rejection.model_validate_json(value) for _, _, value in night.producer.take(Settings().rejected_topic)
+    ]
 
 
 def stored_votes(night: Night, level: str, area: str) -> dict[str, int]:
@@ -61,7 +63,9 @@ def test_a_report_that_meets_a_bug_in_routing_is_dead_lettered_alone(monkeypatch
     asyncio.run(scenario())
 
 
-def test_a_contribution_that_meets_a_bug_is_dead_lettered_and_recounts_once_published_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_contribution_that_meets_a_bug_is_dead_lettered_and_recounts_once_published_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """All four reports in one chunk of three contributions (departments 42, 42, 75): the tally
     fails on the poison, then takes the messages one by one. The poison's contribution (both
     bureaux of department 42 routed together) goes to the dead letters as its reports, which,
@@ -98,10 +102,15 @@ def test_a_message_that_is_no_contribution_is_dead_lettered_as_it_is() -> None:
         night = Night()
         good = await night.route(report("75056-0001", 1, 1, 2))
         garbage = FakeEvent("contributions", 5, 99, b"x", b"\x00not json")
-        foreign = FakeEvent("contributions", 5, 100, b"y", orjson.dumps({"e": ELECTION, "l": "department", "c": 3}))
+        foreign = FakeEvent(
+            "contributions", 5, 100, b"y", orjson.dumps({"e": ELECTION, "l": "department", "c": 3})
+        )
         await night.tally([garbage, foreign] + good)
         dead = rejections(night)
-        assert [(r.payload_bytes, r.offset) for r in dead] == [(len(garbage.message.value), 99), (len(foreign.message.value), 100)]
+        assert [(r.payload_bytes, r.offset) for r in dead] == [
+            (len(garbage.message.value), 99),
+            (len(foreign.message.value), 100),
+        ]
         assert all(r.reason.startswith("contribution not tallied: an internal error") for r in dead)
         assert stored_votes(night, "department", "75") == {"A": 1, "B": 2}
 

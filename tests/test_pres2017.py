@@ -11,12 +11,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stream.ministry import election_from_ministry, results_from_ministry
-from stream.models import Standings
+from stream.domain.messages import Standings
+from stream.sources.ministry import election_from_ministry, results_from_ministry
 
 from .harness import ROUND_FILES, Stack
 
-FIELDS = {"inscrits": "registered", "votants": "voters", "blancs": "blank", "nuls": "invalid", "exprimes": "expressed"}
+FIELDS = {
+    "inscrits": "registered",
+    "votants": "voters",
+    "blancs": "blank",
+    "nuls": "invalid",
+    "exprimes": "expressed",
+}
 
 
 def official_departments(data_dir: Path, round_: int) -> dict[str, dict[str, int]]:
@@ -28,13 +34,17 @@ def official_departments(data_dir: Path, round_: int) -> dict[str, dict[str, int
 
 def official_nation(data_dir: Path, round_: int) -> dict[str, int]:
     with (data_dir / "official/france_entiere_conseil_constitutionnel.csv").open(encoding="utf-8") as handle:
-        return {row["item"]: int(row["value"]) for row in csv.DictReader(handle) if row["tour"] == str(round_)}
+        return {
+            row["item"]: int(row["value"]) for row in csv.DictReader(handle) if row["tour"] == str(round_)
+        }
 
 
 def assert_equal_to_official(got: Standings | None, official: dict[str, int], where: str) -> None:
     assert got is not None, f"no standings for {where}"
     for french, field in FIELDS.items():
-        assert getattr(got, field) == official[french], f"{where}: {field} {getattr(got, field)} != {official[french]}"
+        assert getattr(got, field) == official[french], (
+            f"{where}: {field} {getattr(got, field)} != {official[french]}"
+        )
     candidates = {k: v for k, v in official.items() if k not in FIELDS}
     assert got.votes == candidates, f"{where}: votes differ"
 

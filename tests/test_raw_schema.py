@@ -7,7 +7,7 @@ import asyncio
 import faust
 from faust.types import Message
 
-from stream.app import RawSchema, create_app
+from stream.runtime.app import RawSchema, create_app
 from stream.settings import Settings
 
 

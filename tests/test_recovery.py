@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stream import infra
-from stream.ministry import election_from_ministry, results_from_ministry
+from stream.devstack import services as infra
+from stream.sources.ministry import election_from_ministry, results_from_ministry
 
 from .harness import ROUND_FILES, Stack
 from .test_pres2017 import assert_equal_to_official, official_departments, official_nation

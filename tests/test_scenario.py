@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.models import BureauResult, check_against_election
-from stream.scenario import (
+from stream.domain.messages import BureauResult, check_against_election
+from stream.sources.scenario import (
     Scenario,
     ScenarioError,
     load_scenario,
@@ -68,7 +68,10 @@ def _share(sums: dict[str, int], candidate: str) -> float:
 def test_election_definition(seed: Scenario) -> None:
     election = seed.election
     assert election.election == "primaire-gauche-2017-t2"
-    assert [(c.id, c.name) for c in election.candidates] == [("HAMON", "Benoît Hamon"), ("VALLS", "Manuel Valls")]
+    assert [(c.id, c.name) for c in election.candidates] == [
+        ("HAMON", "Benoît Hamon"),
+        ("VALLS", "Manuel Valls"),
+    ]
     assert 7_400 <= len(election.bureaux) <= 7_650
     saint_etienne = [e for e in election.bureaux if e.commune == "42218"]
     assert saint_etienne and {(e.commune_name, e.department, e.department_name) for e in saint_etienne} == {
@@ -195,7 +198,10 @@ def test_roundtrip(seed: Scenario, tmp_path: Path) -> None:
     write_scenario(seed, path)
     lines = path.read_bytes().splitlines()
     header = orjson.loads(lines[0])["scenario"]
-    assert header["election"] == "primaire-gauche-2017-t2" and header["polls_close"] == "2017-01-29T19:00:00+01:00"
+    assert (
+        header["election"] == "primaire-gauche-2017-t2"
+        and header["polls_close"] == "2017-01-29T19:00:00+01:00"
+    )
     assert len(header["bureaux"]) == len(seed.election.bureaux) and header["facts"] == seed.facts
     assert set(orjson.loads(lines[1])) == {"at", "result"}
     assert len(lines) == 1 + len(seed.reports)
@@ -267,7 +273,9 @@ def test_ministry_file_as_a_night(tmp_path: Path) -> None:
     assert night.election.election == "pres2017-t2"
     assert sorted(r.result.bureau for r in night.reports) == ["2A004-0001", "42218-0001", "42218-0002"]
     assert all(r.result.seq == 1 and r.result.reported_at == r.at for r in night.reports)
-    assert all(close + timedelta(minutes=15) <= r.at <= close + timedelta(hours=4, minutes=30) for r in night.reports)
+    assert all(
+        close + timedelta(minutes=15) <= r.at <= close + timedelta(hours=4, minutes=30) for r in night.reports
+    )
     assert [r.at for r in night.reports] == sorted(r.at for r in night.reports)
     assert night == scenario_from_ministry(path, "pres2017-t2", close, seed=1)
     resolved = resolve(str(path))

@@ -11,8 +11,8 @@ import faust
 import redis
 from faust.types import TP
 
+from stream.runtime.store import RedisStore, partition_prefix
 from stream.settings import Settings
-from stream.store import RedisStore, partition_prefix
 
 
 @dataclass
@@ -32,7 +32,9 @@ def make_store(settings: Settings, app_id: str) -> tuple[RedisStore, Any]:
     app = faust.App(app_id, broker="kafka://localhost:1", store=settings.redis_dsn(), autodiscover=False)
     table = app.Table("things", key_type=bytes, value_type=bytes, partitions=2)
     store = table.data
-    assert isinstance(store, RedisStore), "the redis:// scheme must resolve to stream.store.RedisStore (entry point)"
+    assert isinstance(store, RedisStore), (
+        "the redis:// scheme must resolve to stream.store.RedisStore (entry point)"
+    )
     return store, table
 
 
@@ -57,11 +59,17 @@ def test_store_contract(services: Settings) -> None:
 
         # the changelog path (recovery) and plain get/set/del/iterate/size
         store.apply_changelog_batch(
-            [_Event(_Message(b"a", b"1", 0, 10)), _Event(_Message(b"b", b"2", 1, 5)), _Event(_Message(b"c", b"3", 0, 11))],
+            [
+                _Event(_Message(b"a", b"1", 0, 10)),
+                _Event(_Message(b"b", b"2", 1, 5)),
+                _Event(_Message(b"c", b"3", 0, 11)),
+            ],
             to_key=lambda k: k,
             to_value=lambda v: v,
         )
-        store.apply_changelog_batch([_Event(_Message(b"c", None, 0, 12))], to_key=lambda k: k, to_value=lambda v: v)
+        store.apply_changelog_batch(
+            [_Event(_Message(b"c", None, 0, 12))], to_key=lambda k: k, to_value=lambda v: v
+        )
         assert store[b"a"] == b"1" and store[b"b"] == b"2"
         assert b"c" not in store and len(store) == 2
         assert sorted(store.keys()) == [b"a", b"b"] and sorted(store.items()) == [(b"a", b"1"), (b"b", b"2")]
@@ -87,7 +95,9 @@ def test_store_contract(services: Settings) -> None:
 
         # Redis restarted empty: the next flush notices the missing offset and rewrites the partition
         plain.delete(p0 + ":data", p0 + ":offset")
-        store.apply_changelog_batch([_Event(_Message(b"d", b"4", 0, 13))], to_key=lambda k: k, to_value=lambda v: v)
+        store.apply_changelog_batch(
+            [_Event(_Message(b"d", b"4", 0, 13))], to_key=lambda k: k, to_value=lambda v: v
+        )
         await store.flush()
         assert plain.hgetall(p0 + ":data") == {b"a": b"1", b"d": b"4"}
         assert plain.get(p0 + ":offset") == b"13"
@@ -95,7 +105,9 @@ def test_store_contract(services: Settings) -> None:
         # Redis away: writes wait in memory, nothing is lost, the flush goes through later
         working = store._flush_script
         store._flush_script = unreachable
-        store.apply_changelog_batch([_Event(_Message(b"e", b"5", 0, 14))], to_key=lambda k: k, to_value=lambda v: v)
+        store.apply_changelog_batch(
+            [_Event(_Message(b"e", b"5", 0, 14))], to_key=lambda k: k, to_value=lambda v: v
+        )
         try:
             await store.flush()
             raise AssertionError("the flush should have failed")
@@ -107,7 +119,12 @@ def test_store_contract(services: Settings) -> None:
         assert plain.hget(p0 + ":data", b"e") == b"5" and plain.get(p0 + ":offset") == b"14"
 
         # a password in the URL never shows in the store's label or repr
-        secret_app = faust.App(f"{app_id}-s", broker="kafka://localhost:1", store="redis://:hunter2@localhost:1/0", autodiscover=False)
+        secret_app = faust.App(
+            f"{app_id}-s",
+            broker="kafka://localhost:1",
+            store="redis://:hunter2@localhost:1/0",
+            autodiscover=False,
+        )
         secret = secret_app.Table("x", key_type=bytes, value_type=bytes).data
         assert "hunter2" not in secret.label and "hunter2" not in repr(secret)
 
@@ -175,9 +192,13 @@ def test_a_replay_into_a_partition_redis_lost_is_reported(services: Settings) ->
         restarted, restarted_table = make_store(services, app_id)
         both = {changelog(restarted_table, 0), changelog(restarted_table, 1)}
         await restarted.on_rebalance(both, set(), both)
-        restarted.apply_changelog_batch([_Event(_Message(b"tail", b"2", 1, 4))], to_key=lambda k: k, to_value=lambda v: v)
+        restarted.apply_changelog_batch(
+            [_Event(_Message(b"tail", b"2", 1, 4))], to_key=lambda k: k, to_value=lambda v: v
+        )
         assert not restarted.rebuilt_from_changelog  # Redis had partition 1: only its tail came back
-        restarted.apply_changelog_batch([_Event(_Message(b"lost", b"3", 0, 0))], to_key=lambda k: k, to_value=lambda v: v)
+        restarted.apply_changelog_batch(
+            [_Event(_Message(b"lost", b"3", 0, 0))], to_key=lambda k: k, to_value=lambda v: v
+        )
         assert restarted.rebuilt_from_changelog
 
     asyncio.run(scenario())

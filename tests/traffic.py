@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.models import Election
+from stream.domain.messages import Election
 
 from .harness import Stack
 
@@ -61,7 +62,12 @@ def make_election(
 
 def areas_of(election: Election, bureau: str) -> list[tuple[str, str]]:
     entry = election.roll[bureau]
-    return [("bureau", bureau), ("commune", entry.commune), ("department", entry.department), ("nation", NATION)]
+    return [
+        ("bureau", bureau),
+        ("commune", entry.commune),
+        ("department", entry.department),
+        ("nation", NATION),
+    ]
 
 
 def bureaux_total(election: Election) -> dict[tuple[str, str], int]:
@@ -73,7 +79,11 @@ def bureaux_total(election: Election) -> dict[tuple[str, str], int]:
 
 
 def random_counts(
-    rng: random.Random, registered: int, candidates: list[str], weights: list[float] | None = None, keep_zero: bool = False
+    rng: random.Random,
+    registered: int,
+    candidates: list[str],
+    weights: list[float] | None = None,
+    keep_zero: bool = False,
 ) -> dict[str, Any]:
     """voters/blank/invalid/votes of a plausible bureau (every rule holds)."""
     voters = rng.randint(registered // 3, registered)
@@ -92,7 +102,9 @@ def random_counts(
     return {"voters": voters, "blank": blank, "invalid": invalid, "votes": votes}
 
 
-def result(election: str, bureau: str, seq: int, counts: dict[str, Any], registered: int | None = None) -> dict[str, Any]:
+def result(
+    election: str, bureau: str, seq: int, counts: dict[str, Any], registered: int | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"election": election, "bureau": bureau, "seq": seq, **counts}
     if registered is not None:
         data["registered"] = registered
@@ -211,7 +223,9 @@ def topic_size(stack: Stack, topic: str) -> int:
     """How many messages the topic holds (sum of its partitions' end offsets; never compacted here)."""
 
     async def run() -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+        )
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(topic)

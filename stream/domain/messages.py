@@ -1,0 +1,362 @@
+"""The messages of PRODUCT.md as pydantic v2 models, and the checks that need an election's roll.
+
+Everything here is pure: no Kafka, no Redis. ``parse_result`` turns raw bytes into a
+``BureauResult`` or raises ``InvalidResult`` whose message says exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Annotated, Any, Literal, Protocol
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+
+from stream.errors import InvalidResult
+
+__all__ = [
+    "MAX_COUNT",
+    "Level",
+    "Candidate",
+    "RollEntry",
+    "Election",
+    "BureauResult",
+    "Cause",
+    "UpdateEvent",
+    "Standings",
+    "Rejection",
+    "InvalidResult",
+    "parse_result",
+    "check_against_election",
+    "validate_result",
+    "NATION",
+    "describe_payload",
+    "make_rejection",
+]
+
+#: No bureau counts more than this many ballots; bigger numbers are data-entry errors.
+MAX_COUNT = 10_000_000
+#: A rejection keeps at most this many characters of the payload (Kafka refuses messages > 1 MB).
+MAX_REJECTED_PAYLOAD = 65_536
+NATION = "FR"
+
+Level = Literal["bureau", "commune", "department", "nation"]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^|]+$")]
+
+
+class Candidate(BaseModel):
+    id: Identifier
+    name: str
+
+
+class RollEntry(BaseModel):
+    """One bureau of the roll; ``commune`` is the full id (department code + commune code)."""
+
+    bureau: Identifier
+    commune: Identifier
+    commune_name: str = ""
+    department: Identifier
+    department_name: str = ""
+    registered: Count
+
+    @model_validator(mode="after")
+    def _commune_in_department(self) -> RollEntry:
+        if not self.commune.startswith(self.department):
+            raise ValueError(
+                f"bureau {self.bureau}: commune id {self.commune!r} must start with its department code {self.department!r}"
+            )
+        return self
+
+
+class Election(BaseModel):
+    """An election definition; its roll of bureaux is authoritative."""
+
+    model_config = ConfigDict(frozen=True, ignored_types=(cached_property,))
+
+    election: Identifier
+    name: str
+    candidates: list[Candidate] = Field(min_length=1)
+    bureaux: list[RollEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Election:
+        for what, ids in (
+            ("candidate", [c.id for c in self.candidates]),
+            ("bureau", [b.bureau for b in self.bureaux]),
+        ):
+            seen: set[str] = set()
+            for item in ids:
+                if item in seen:
+                    raise ValueError(f"election {self.election}: {what} {item!r} appears twice")
+                seen.add(item)
+        communes: dict[str, str] = {}
+        for entry in self.bureaux:
+            if communes.setdefault(entry.commune, entry.department) != entry.department:
+                raise ValueError(f"election {self.election}: commune {entry.commune} is in two departments")
+        return self
+
+    @cached_property
+    def roll(self) -> dict[str, RollEntry]:
+        return {entry.bureau: entry for entry in self.bureaux}
+
+    @cached_property
+    def candidate_list(self) -> list[str]:
+        return [c.id for c in self.candidates]
+
+    @cached_property
+    def candidate_ids(self) -> frozenset[str]:
+        return frozenset(c.id for c in self.candidates)
+
+    @cached_property
+    def areas(self) -> dict[tuple[str, str], tuple[str, int]]:
+        """(level, area) -> (name, bureaux_total) for every area of the election."""
+        names: dict[tuple[str, str], str] = {("nation", NATION): "France"}
+        totals: dict[tuple[str, str], int] = {("nation", NATION): 0}
+        for entry in self.bureaux:
+            for key, name in (
+                (("bureau", entry.bureau), f"{entry.commune_name} {entry.bureau}".strip()),
+                (("commune", entry.commune), entry.commune_name or entry.commune),
+                (("department", entry.department), entry.department_name or entry.department),
+                (("nation", NATION), "France"),
+            ):
+                names.setdefault(key, name)
+                totals[key] = totals.get(key, 0) + 1
+        return {key: (names[key], totals[key]) for key in names}
+
+    def parent_of(self, level: str, area: str) -> tuple[str, str] | None:
+        """The (level, area) one step up, or None for the nation."""
+        if level == "bureau":
+            return ("commune", self.roll[area].commune)
+        if level == "commune":
+            return ("department", self.roll_by_commune[area])
+        if level == "department":
+            return ("nation", NATION)
+        return None
+
+    @cached_property
+    def communes_of_department(self) -> dict[str, list[str]]:
+        found: dict[str, dict[str, None]] = {}
+        for entry in self.bureaux:
+            found.setdefault(entry.department, {})[entry.commune] = None
+        return {department: list(communes) for department, communes in found.items()}
+
+    @cached_property
+    def roll_by_commune(self) -> dict[str, str]:
+        return {entry.commune: entry.department for entry in self.bureaux}
+
+
+class BureauResult(BaseModel):
+    """A bureau's count. Rules that need no roll are enforced here; the rest in ``check_against_election``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    election: Identifier
+    bureau: Identifier
+    seq: Annotated[StrictInt, Field(ge=1, le=2**62)]
+    reported_at: datetime | None = None
+    registered: Count | None = None
+    voters: Count
+    blank: Count
+    invalid: Count
+    votes: dict[Identifier, Count]
+
+    @model_validator(mode="after")
+    def _ballots_add_up(self) -> BureauResult:
+        total = self.blank + self.invalid + sum(self.votes.values())
+        if total != self.voters:
+            raise ValueError(
+                f"bureau {self.bureau}: blank + invalid + votes = {total}, voters = {self.voters}"
+            )
+        if self.registered is not None and self.voters > self.registered:
+            raise ValueError(
+                f"bureau {self.bureau}: voters = {self.voters} exceeds registered = {self.registered}"
+            )
+        return self
+
+
+class Cause(BaseModel):
+    bureau: str
+    seq: int
+
+
+class UpdateEvent(BaseModel):
+    """A change worth announcing, on ``election-updates`` keyed by area."""
+
+    election: str
+    kind: Literal["leader_changed", "turnout_changed", "complete"]
+    level: Level
+    area: str
+    name: str
+    leader: str | None = Field(None, description="candidate ahead; null while nobody leads or on a tie")
+    previous_leader: str | None = None
+    tied: list[str] | None = Field(None, description="candidates sharing the lead, when tied")
+    margin: int = 0
+    turnout: float | None = None
+    previous_turnout: float | None = None
+    bureaux_reported: int
+    bureaux_total: int
+    at: datetime
+    cause: Cause | None = None
+
+
+class Standings(BaseModel):
+    """The results view that ``soiree results --json`` prints and Redis holds per area."""
+
+    election: str
+    level: Level
+    area: str
+    name: str
+    registered: int
+    voters: int
+    blank: int
+    invalid: int
+    expressed: int
+    votes: dict[str, int]
+    shares: dict[str, float]
+    turnout: float | None
+    leader: str | None
+    tied: list[str] | None = None
+    margin: int
+    bureaux_reported: int
+    bureaux_total: int
+
+
+class Rejection(BaseModel):
+    """What ``bureau-results-rejected`` carries: the original payload and why it was refused."""
+
+    reason: str
+    payload: str = Field(description="the original bytes, as UTF-8 text (invalid bytes escaped as \\xNN)")
+    payload_utf8: bool = True
+    payload_bytes: int | None = Field(None, description="size of the original payload")
+    payload_truncated: bool = Field(
+        False, description=f"payload cut to its first {MAX_REJECTED_PAYLOAD} characters"
+    )
+    key: str | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    at: datetime
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"]
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        return message
+    if error["type"] == "missing":
+        return f"missing field '{location}'"
+    given = error.get("input")
+    shown = repr(given)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"field '{location}': {message} (got {shown})" if location else f"{message} (got {shown})"
+
+
+def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
+    """Decode and check one ``bureau-results`` payload, or raise ``InvalidResult``."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()
+        except UnicodeEncodeError:
+            raise InvalidResult("payload is not valid UTF-8 (lone surrogate)") from None
+    if raw is None or len(raw) == 0:
+        raise InvalidResult("empty message")
+    if len(raw) > max_bytes:
+        raise InvalidResult(f"payload of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidResult("payload is not valid UTF-8") from None
+        raise InvalidResult(f"payload is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidResult(f"payload must be a JSON object, got {type(data).__name__}")
+    try:
+        return BureauResult.model_validate(data)
+    except ValidationError as exc:
+        bureau = data.get("bureau")
+        prefix = f"bureau {bureau}: " if isinstance(bureau, str) and bureau else ""
+        reasons = "; ".join(_describe(e) for e in exc.errors(include_url=False))
+        if prefix and reasons.startswith(prefix):
+            prefix = ""
+        raise InvalidResult(prefix + reasons) from None
+
+
+class KnownElection(Protocol):
+    """What the roll checks need: a ``models.Election``, or the worker's ``ElectionIndex``."""
+
+    election: str
+    candidate_ids: frozenset[str]
+
+    @property
+    def roll(self) -> Mapping[str, Any]: ...
+
+
+class ElectionLookup(Protocol):
+    def get(self, election_id: str, /) -> KnownElection | None: ...
+
+
+def check_against_election(result: BureauResult, election: KnownElection | None) -> None:
+    """The rules that need the roll; raise ``InvalidResult`` on the first broken one."""
+    if election is None or election.election != result.election:
+        raise InvalidResult(f"bureau {result.bureau}: unknown election {result.election!r}")
+    entry = election.roll.get(result.bureau)
+    if entry is None:
+        raise InvalidResult(f"bureau {result.bureau}: not in the roll of election {result.election}")
+    unknown = sorted(set(result.votes) - election.candidate_ids)
+    if unknown:
+        raise InvalidResult(
+            f"bureau {result.bureau}: unknown candidate{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+        )
+    if result.registered is not None and result.registered != entry.registered:
+        raise InvalidResult(
+            f"bureau {result.bureau}: registered = {result.registered}, the roll says {entry.registered}"
+        )
+    if result.voters > entry.registered:
+        raise InvalidResult(
+            f"bureau {result.bureau}: voters = {result.voters} exceeds the roll's registered = {entry.registered}"
+        )
+
+
+def validate_result(raw: bytes | str, elections: ElectionLookup, max_bytes: int = 65536) -> BureauResult:
+    """``parse_result`` then ``check_against_election``: the full contract for one payload."""
+    result = parse_result(raw, max_bytes)
+    check_against_election(result, elections.get(result.election))
+    return result
+
+
+def describe_payload(raw: bytes) -> tuple[str, bool]:
+    """The payload as text for a rejection: (text, was_valid_utf8); cut to ``MAX_REJECTED_PAYLOAD``
+    characters, so that the rejection itself always fits in a Kafka message."""
+    try:
+        text, is_utf8 = raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        text, is_utf8 = raw.decode("utf-8", errors="backslashreplace"), False
+    return text[:MAX_REJECTED_PAYLOAD], is_utf8
+
+
+def make_rejection(raw: bytes, reason: str, **where: Any) -> Rejection:
+    """The dead letter for ``raw``: its reason, its payload (cut if huge) and where it came from."""
+    payload, is_utf8 = describe_payload(raw)
+    return Rejection(
+        reason=reason,
+        payload=payload,
+        payload_utf8=is_utf8,
+        payload_bytes=len(raw),
+        payload_truncated=len(payload) < len(raw.decode("utf-8", errors="backslashreplace")),
+        at=datetime.now(UTC),
+        **where,
+    )

@@ -1,0 +1,152 @@
+"""The Faust app: topics, the ``areas`` table and the three agents, wired to ``Pipeline``.
+
+::
+
+    bureau-results ──► route_results ──(invalid)──► bureau-results-rejected
+                           │ valid reports, one message per department per batch
+                           ▼
+                 <app>-contributions ──► tally_areas ──┬──► table areas (communes, departments, nation)
+                                              │        ├──► election-updates (events, keyed by area)
+                                              ▼        └──► standings in Redis (soiree:results:...)
+                 <app>-nation-contributions ──► tally_nation (the same, for the nation's key)
+                  departments' totals
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import faust
+import redis
+import redis.asyncio as aioredis
+from faust.serializers.schemas import Schema
+
+from stream.adapters.kafka.client import faust_credentials
+from stream.adapters.kafka.topics import contributions_topic, nation_topic
+from stream.adapters.redis.elections import ElectionCache
+from stream.runtime.faust.patches import QuietMonitor, SeekFirstTableManager, SoireeApp
+from stream.runtime.pipeline import Pipeline
+from stream.settings import Settings, get_settings
+
+__all__ = ["create_app", "RawSchema", "GC_THRESHOLDS"]
+
+#: Bundles the results stream holds (Faust pauses fetching its partitions at 80 %). A bundle is
+#: what one fetch returned for a partition: small at a steady pace, up to ~3,400 records in a replay.
+RESULTS_STREAM_BUNDLES = 16
+#: Garbage collector thresholds for a worker (``gc.set_threshold``). A night keeps thousands of
+#: area states alive: with Python's (700, 10, 10) the tally of the 2017 night ran 13 full
+#: collections of ~70 ms each and spent 1.4 s of CPU collecting; with older generations
+#: collected 5x less often, 0.25 s and no full collection (``bench/tally_cpu.py``).
+GC_THRESHOLDS = (700, 50, 50)
+#: Bundles routing takes at once; it works through their reports in chunks of ``batch_size``.
+BUNDLES_PER_TAKE = 4
+#: Seconds the nation's agent waits to fill a batch, instead of ``batch_window``: its messages
+#: are one per tally batch, so waiting gathers little and every wait is in the latency of every
+#: nation event (p50 at 200 reports/s: 46-57 ms against 65-66 ms with 20 ms; the night unchanged).
+NATION_WINDOW = 0.002
+
+
+class RawSchema(Schema):
+    """Keys and values stay the bytes Kafka gave. Faust's own schema decodes ``raw`` bytes
+    through its serializer registry and settings lookups, once per message (a quarter of a
+    counting agent's per-message time once Faust's fetch loop was made direct; see
+    docs/performance.md)."""
+
+    def compile(self, app: faust.types.AppT, **_: Any) -> Any:  # Schema.compile's signature
+        event_class = app.conf.Event
+
+        async def decode(message: faust.types.Message, *, propagate: bool = False) -> Any:
+            return event_class(app, message.key, message.value, message.headers, message)
+
+        return decode
+
+
+def _broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(","))
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """A ready-to-run app for these settings (tests build several with different ids)."""
+    settings = settings or get_settings()
+    datadir = settings.home / "faust" / settings.app_id  # Faust's own files; not ./<app id>-data
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = SoireeApp(
+        settings.app_id,
+        broker=_broker_url(settings),
+        broker_credentials=faust_credentials(settings),
+        store=settings.store_url(),
+        topic_partitions=settings.partitions,
+        table_standby_replicas=0,  # Redis is shared: a new owner reads it, no standby needed
+        web_enabled=False,
+        datadir=str(datadir),
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        producer_linger=0.0,
+        producer_max_batch_size=512 * 1024,
+        # A killed worker's partitions move once the broker stops hearing from it.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 4,
+        TableManager=SeekFirstTableManager,  # Faust 0.15.3 skips records at a takeover otherwise
+        Monitor=QuietMonitor,
+    )
+    partitions = settings.partitions
+    alive_marker = f"soiree:alive:{uuid.uuid4().hex}"  # gone from Redis = Redis lost its data
+    pipeline = Pipeline(
+        settings=settings,
+        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn()), alive_marker=alive_marker),
+        marker=alive_marker,
+        areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
+        producer=app.producer,
+        contributions=contributions_topic(settings),
+        nation=nation_topic(settings),
+        redis=aioredis.Redis.from_url(settings.redis_dsn()),
+    )
+    contributions = app.topic(
+        contributions_topic(settings), partitions=partitions, internal=True, schema=RawSchema()
+    )
+    nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, schema=RawSchema())
+
+    # Reports arrive as bundles (one per partition per fetch, ``faust_patches.Bundle``): Faust's
+    # per-record delivery cost more CPU than routing them.
+    app.bundled_topics = frozenset({settings.results_topic})
+    results = app.topic(
+        settings.results_topic, partitions=partitions, schema=RawSchema(), maxsize=RESULTS_STREAM_BUNDLES
+    )
+
+    # Routing as a Faust agent: a plain consumer group reading record batches was 12 s faster
+    # on the 2017 night, but it kept producing while the tally's consumer was being positioned
+    # (a worker starting, a rebalance), and contributions produced then were lost: most likely
+    # Faust's own takeover window, which agents are not safe from either (docs/reliability.md).
+    @app.agent(results, name="route_results")
+    async def route_results(stream: faust.StreamT) -> None:
+        async for bundles in stream.take_events(BUNDLES_PER_TAKE, within=settings.batch_window):
+            records = [record for bundle in bundles for record in bundle.value]
+            for start in range(0, len(records), settings.batch_size):
+                await pipeline.on_results(records[start : start + settings.batch_size])
+
+    @app.agent(contributions, name="tally_areas")
+    async def tally_areas(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await pipeline.on_contributions(list(events))
+
+    # The same work for the nation's messages, as an agent of its own: with its own stream
+    # buffer the nation never waits behind reports that pile up (a catch-up, a burst).
+    @app.agent(nation, name="tally_nation")
+    async def tally_nation(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=NATION_WINDOW):
+            await pipeline.on_contributions(list(events))
+
+    app.on_partitions_revoked.connect(pipeline.forget_states)
+    # The marker goes in before anything is consumed: a Redis wiped at any later moment shows.
+    redis.Redis.from_url(settings.redis_dsn()).set(pipeline.marker, "1", ex=3600)
+    pipeline.marker_set = True
+
+    @app.timer(1.0)
+    async def check_redis() -> None:
+        await pipeline.check_redis()
+
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+    return app

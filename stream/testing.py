@@ -1,0 +1,139 @@
+"""Stand-ins for Kafka, the table and Redis, to run ``Pipeline`` in-process without services.
+
+Used by the unit tests of ``stream.outbox`` and of the tally's in-memory states, and by
+``bench/tally_cpu.py``. Record batches are still built by a real aiokafka producer (never
+started) and read back with aiokafka's own decoder, so what a test sees is what Kafka would get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatch
+
+from stream.adapters.redis.elections import ElectionIndex
+from stream.runtime.pipeline import Pipeline
+from stream.settings import Settings
+
+PARTITIONS = 6
+
+
+class FakeProducer:
+    """What ``Outbox`` uses of Faust's producer. Metadata arrives once it is waited for (or at
+    once with ``metadata_known``); ``decoded`` topics keep their records, the others a count."""
+
+    def __init__(
+        self, max_batch_size: int = 512 * 1024, metadata_known: bool = True, decoded: set[str] | None = None
+    ) -> None:
+        self.aio = AIOKafkaProducer(bootstrap_servers="unused:9092", max_batch_size=max_batch_size)
+        self.aio._closed = True  # never started: nothing to close
+        self.known: set[str] = set()
+        self.metadata_known = metadata_known
+        self.aio.client = SimpleNamespace(
+            _wait_on_metadata=self._wait_on_metadata,
+            cluster=SimpleNamespace(partitions_for_topic=self._partitions_for_topic),
+        )
+        self.aio.send_batch = self._send_batch
+        self.decoded = decoded
+        #: record batches in the order they were sent: (topic, partition, [(key, value), ...])
+        self.sent: list[tuple[str, int, list[tuple[bytes | None, bytes]]]] = []
+        self.counts: dict[str, int] = {}
+        self.offsets: dict[tuple[str, int], int] = {}
+        #: raised by the next send_batch (to ``fail_topic`` if set), once
+        self.fail_next: Exception | None = None
+        self.fail_topic: str | None = None
+
+    def _ensure_producer(self) -> Any:
+        return self.aio
+
+    def _partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(PARTITIONS)) if self.metadata_known or topic in self.known else None
+
+    async def _wait_on_metadata(self, topic: str) -> None:
+        self.known.add(topic)
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        if self.fail_next is not None and self.fail_topic in (None, topic):
+            failure, self.fail_next = self.fail_next, None
+            raise failure
+        records = batch._relative_offset
+        self.counts[topic] = self.counts.get(topic, 0) + records
+        if self.decoded is None or topic in self.decoded:
+            self.sent.append(
+                (topic, partition, [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))])
+            )
+        first = self.offsets.get((topic, partition), 0)
+        self.offsets[(topic, partition)] = first + records
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(SimpleNamespace(offset=first))
+        return future
+
+    def take(self, topic: str) -> list[tuple[int, bytes | None, bytes]]:
+        """(partition, key, value) of everything sent to ``topic`` so far, forgotten once taken."""
+        taken = [
+            (partition, key, value)
+            for t, partition, records in self.sent
+            if t == topic
+            for key, value in records
+        ]
+        self.sent = [batch for batch in self.sent if batch[0] != topic]
+        return taken
+
+
+class FakeStore(dict):  # type: ignore[type-arg]
+    """The table's store: keys to bytes, as ``RedisStore`` serves them."""
+
+    def set_persisted_offset(self, partition: Any, offset: int) -> None:
+        pass
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def mset(self, values: dict[str, bytes]) -> None:
+        self.data.update(values)
+
+
+class FakeEvent:
+    """What the pipeline reads of a Faust event (weak-referenceable, as Faust's are)."""
+
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key, value=value)
+
+
+def as_events(
+    records: list[tuple[int, bytes | None, bytes]], topic: str, offsets: dict[int, int]
+) -> list[FakeEvent]:
+    """Records as a consumer would see them, numbered on from ``offsets`` (updated)."""
+    events = []
+    for partition, key, value in records:
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        events.append(FakeEvent(topic, partition, offset, key, value))
+    return events
+
+
+def offline_pipeline(settings: Settings, election: ElectionIndex, producer: FakeProducer) -> Pipeline:
+    """A ``Pipeline`` as ``app.create_app`` builds it, on the stand-ins, for one election."""
+    table = SimpleNamespace(
+        data=FakeStore(), changelog_topic=SimpleNamespace(get_topic_name=lambda: "areas-changelog")
+    )
+    elections = SimpleNamespace(
+        get=lambda election_id: election if election_id == election.election else None
+    )
+    return Pipeline(
+        settings=settings,
+        elections=elections,  # type: ignore[arg-type]
+        areas=table,  # type: ignore[arg-type]
+        producer=producer,  # type: ignore[arg-type]
+        contributions="contributions",
+        nation="nation",
+        redis=FakeRedis(),  # type: ignore[arg-type]
+        marker="unused",
+    )
