@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,11 +24,9 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
-
-from bench.replay_2017 import (  # noqa: E402
+import orjson
+from replay_2017 import (
     baseline,
     cpu_seconds,
     publish_and_wait,
@@ -38,11 +35,13 @@ from bench.replay_2017 import (  # noqa: E402
     status_mb,
     wait_ready,
 )
-from stream.adapters.kafka.definitions import register_election  # noqa: E402
-from stream.adapters.kafka.topics import ensure_topics  # noqa: E402
-from stream.domain.messages import Election  # noqa: E402
-from stream.settings import Settings  # noqa: E402
-from tests.harness import forget_run  # noqa: E402
+
+from stream.adapters.kafka.definitions import register_election
+from stream.adapters.kafka.topics import ensure_topics
+from stream.adapters.redis.keys import results_key
+from stream.domain.messages import NATION, Election
+from stream.settings import Settings
+from stream.testing import forget_run
 
 CANDIDATES = ["A", "B", "C", "D", "E", "F"]
 
@@ -124,7 +123,7 @@ def run(size: int) -> dict[str, float]:
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    nation = json.loads(client.get(f"soiree:results:{election.election}:nation:FR"))
+    nation = json.loads(client.get(results_key(election.election, "nation", NATION)))
     expected = {c: sum(r["votes"][c] for r in results) for c in CANDIDATES}
     assert nation["votes"] == expected and nation["voters"] == sum(r["voters"] for r in results), (
         "totals differ"

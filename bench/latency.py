@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -28,15 +27,15 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import ROUND1, create_topic, delete_topic, require, start_worker, wait_ready  # noqa: E402
-from stream.adapters.kafka.definitions import register_election  # noqa: E402
-from stream.adapters.kafka.publisher import Publisher  # noqa: E402
-from stream.adapters.kafka.topics import ensure_topics  # noqa: E402
-from stream.settings import Settings  # noqa: E402
-from stream.sources.ministry import election_from_ministry, results_from_ministry  # noqa: E402
-from tests.harness import forget_run  # noqa: E402
+from replay_2017 import ROUND1, create_topic, delete_topic, require, start_worker, wait_ready
+
+from stream.adapters.kafka.definitions import register_election
+from stream.adapters.kafka.publisher import Publisher
+from stream.adapters.kafka.topics import ensure_topics
+from stream.settings import Settings
+from stream.sources.ministry import election_from_ministry, results_from_ministry
+from stream.testing import forget_run
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

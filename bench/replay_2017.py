@@ -38,16 +38,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from stream.adapters.kafka.definitions import register_election  # noqa: E402
-from stream.adapters.kafka.publisher import Publisher  # noqa: E402
-from stream.adapters.kafka.topics import ensure_topics  # noqa: E402
-from stream.adapters.redis.standings import read_standings  # noqa: E402
-from stream.devstack import services as infra  # noqa: E402
-from stream.settings import Settings  # noqa: E402
-from stream.sources.ministry import election_from_ministry, results_from_ministry  # noqa: E402
-from tests.harness import forget_run  # noqa: E402
+from stream.adapters.kafka.definitions import register_election
+from stream.adapters.kafka.publisher import Publisher
+from stream.adapters.kafka.topics import ensure_topics
+from stream.adapters.redis.keys import results_pattern
+from stream.adapters.redis.standings import read_standings
+from stream.devstack import services as infra
+from stream.settings import Settings
+from stream.sources.ministry import election_from_ministry, results_from_ministry
+from stream.testing import forget_run
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
 
@@ -141,7 +141,7 @@ async def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None,
 def read_standings_of(settings: Settings, election: str) -> dict[bytes, bytes]:
     """Every standing the night wrote to Redis (all levels), as stored."""
     client = redis.Redis.from_url(settings.redis_dsn())
-    keys = list(client.scan_iter(match=f"soiree:results:{election}:*", count=10_000))
+    keys = list(client.scan_iter(match=results_pattern(election), count=10_000))
     standings: dict[bytes, bytes] = {}
     for start in range(0, len(keys), 10_000):
         chunk = keys[start : start + 10_000]

@@ -27,16 +27,15 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from stream.adapters.redis.elections import ElectionIndex  # noqa: E402
-from stream.domain.aggregation import AreaState, area_key  # noqa: E402
-from stream.domain.messages import NATION  # noqa: E402
-from stream.runtime.app import GC_THRESHOLDS  # noqa: E402
-from stream.runtime.pipeline import Pipeline  # noqa: E402
-from stream.settings import Settings  # noqa: E402
-from stream.sources.ministry import election_from_ministry, results_from_ministry  # noqa: E402
-from stream.testing import FakeEvent, FakeProducer, as_events, offline_pipeline  # noqa: E402
+from stream.domain.aggregation import AreaState, area_key
+from stream.domain.messages import NATION
+from stream.domain.roll import ElectionIndex
+from stream.runtime.app import GC_THRESHOLDS
+from stream.runtime.pipeline import Pipeline
+from stream.settings import Settings
+from stream.sources.ministry import election_from_ministry, results_from_ministry
+from stream.testing import FakeEvent, FakeProducer, as_events, offline_pipeline
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
 

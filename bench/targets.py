@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from bench.replay_2017 import require  # noqa: E402
-from stream.settings import Settings  # noqa: E402
+from replay_2017 import require
+
+from stream.settings import Settings
 
 RESULTS = ROOT / "bench/results"
 #: The targets, as issue 5 states them.

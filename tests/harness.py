@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from typing import Any
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.adapters.kafka.definitions import register_election
 from stream.adapters.kafka.publisher import Publisher
@@ -29,6 +27,7 @@ from stream.adapters.kafka.topics import ensure_topics
 from stream.adapters.redis.standings import read_standings
 from stream.domain.messages import Election, Standings
 from stream.settings import Settings
+from stream.testing import forget_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,34 +46,6 @@ def pres2017_dir() -> Path:
         return Path(configured)
     candidates = [ROOT.parent / "shared/data/pres2017", Path("/work/shared/data/pres2017")]
     return next((c for c in candidates if (c / ROUND_FILES[1]).is_file()), candidates[0])
-
-
-def forget_run(settings: Settings, *elections: str) -> None:
-    """Delete what a test's stack or a benchmark run left in Kafka (topics named after its app
-    id), Redis (its table and its election's standings) and the Faust data dir: a broker keeping
-    every run's topics slows down (23 GB of old topics tripled the latency bench's p99)."""
-
-    async def delete_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            mine = [topic for topic in await admin.list_topics() if topic.startswith(f"{settings.app_id}-")]
-            if mine:
-                await admin.delete_topics(mine)
-        finally:
-            await admin.close()
-
-    asyncio.run(delete_topics())
-    client = redis.Redis.from_url(settings.redis_dsn())
-    patterns = [f"soiree:{{{settings.app_id}:*"] + [f"soiree:results:{election}:*" for election in elections]
-    for pattern in patterns:
-        keys = list(client.scan_iter(match=pattern, count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.unlink(*keys[start : start + 10_000])
-    for election in elections:
-        client.delete(f"soiree:election:{election}")
-        client.srem("soiree:elections", election)
-    shutil.rmtree(settings.home / "faust" / settings.app_id, ignore_errors=True)
 
 
 class Stack:

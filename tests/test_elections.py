@@ -7,8 +7,8 @@ import tracemalloc
 
 import orjson
 
-from stream.adapters.redis.elections import ElectionIndex
 from stream.domain.messages import NATION, BureauResult, Election, InvalidResult, check_against_election
+from stream.domain.roll import ElectionIndex
 
 
 def _election(size: int, seed: int = 7) -> Election:

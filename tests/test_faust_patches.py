@@ -1,6 +1,6 @@
-"""The Faust patches of ``stream/faust_patches.py``: installed by the app, and the aiokafka behaviour
+"""The Faust patches of ``stream/runtime/faust/``: installed by the app, and the aiokafka behaviour
 they rely on, checked against the real broker (the end-to-end check is the two-worker takeover
-test in test_faults.py)."""
+test in test_faults.py; the upstream code they copy is checked by test_faust_drift.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from stream.runtime.app import create_app
-from stream.runtime.faust.patches import (
+from stream.runtime.faust.bundle import Bundle
+from stream.runtime.faust.consumer import (
     FETCH_MAX_WAIT_MS,
-    Bundle,
-    QuietMonitor,
-    SeekFirstRecovery,
     _Consumer,
     _ConsumerThread,
     _DeliveryCheck,
     _LivePartitions,
 )
+from stream.runtime.faust.monitor import QuietMonitor
+from stream.runtime.faust.recovery import SeekFirstRecovery
 from stream.settings import Settings
 
 

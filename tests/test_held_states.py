@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from stream.adapters.redis.elections import ElectionIndex
-from stream.runtime import pipeline as pipeline_module
+from stream.domain.roll import ElectionIndex
+from stream.runtime import outages
 from stream.runtime.pipeline import Pipeline
 from stream.settings import Settings
 from stream.testing import FakeProducer, as_events, offline_pipeline
@@ -106,7 +106,7 @@ def test_a_chunk_kafka_refuses_is_tried_again_from_the_store(monkeypatch: pytest
     (Faust would acknowledge the chunk's messages, never tallied) nor keep those states. Tried
     again from the store, it announces everything. A department kept in memory across the
     failure had already recorded the new leader as announced, and stayed silent."""
-    monkeypatch.setattr(pipeline_module, "OUTAGE_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(outages, "OUTAGE_RETRY_DELAY", 0.01)
 
     async def scenario() -> None:
         night = Night()
@@ -130,7 +130,7 @@ def test_changelog_records_kafka_refuses_are_sent_again(monkeypatch: pytest.Monk
     """Refused after the store took the chunk's states, only the records are sent again: the
     chunk tried again whole would find nothing new in the store, and the changelog (what a new
     owner or a rebuilt Redis reads) would never get them."""
-    monkeypatch.setattr(pipeline_module, "OUTAGE_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(outages, "OUTAGE_RETRY_DELAY", 0.01)
 
     async def scenario() -> None:
         night = Night()
@@ -145,7 +145,7 @@ def test_changelog_records_kafka_refuses_are_sent_again(monkeypatch: pytest.Monk
 
 
 def test_reports_kafka_refuses_are_routed_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline_module, "OUTAGE_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(outages, "OUTAGE_RETRY_DELAY", 0.01)
 
     async def scenario() -> None:
         night = Night()

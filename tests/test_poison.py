@@ -15,7 +15,7 @@ import pytest
 
 from stream.domain.aggregation import Tally
 from stream.domain.messages import Rejection, parse_result
-from stream.runtime import pipeline as pipeline_module
+from stream.runtime import tally as tally_module
 from stream.settings import Settings
 from stream.testing import FakeEvent
 
@@ -48,7 +48,7 @@ def stored_votes(night: Night, level: str, area: str) -> dict[str, int]:
 
 
 def test_a_report_that_meets_a_bug_in_routing_is_dead_lettered_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    plant_bug(monkeypatch, pipeline_module.Tally, "of_result")
+    plant_bug(monkeypatch, tally_module.Tally, "of_result")
 
     async def scenario() -> None:
         night = Night()
@@ -76,7 +76,7 @@ def test_a_contribution_that_meets_a_bug_is_dead_lettered_and_recounts_once_publ
         first = await night.route(report("42218-0001", 1, 60, 40), report(POISON, 1, 10, 90))
         others = await night.route(*[report(bureau, 1, a, b) for bureau, a, b in REPORTS[2:]])
         with monkeypatch.context() as patch:
-            plant_bug(patch, pipeline_module.Pipeline, "_announce_bureau")
+            plant_bug(patch, tally_module.Tallier, "_announce_bureau")
             await night.tally(first + others)  # one chunk: raises nothing
         dead = rejections(night)
         assert sorted(r.key for r in dead) == ["42218-0001", POISON]  # the poison's whole contribution

@@ -18,10 +18,10 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from stream.adapters.redis.keys import results_key
 from stream.cli.replay import renamed, run_replay
 from stream.cli.views import event_line, standings_table
 from stream.domain.messages import Standings, UpdateEvent
-from stream.runtime.pipeline import results_key
 from stream.settings import Settings
 from stream.sources.scenario import Scenario, seed_scenario
 

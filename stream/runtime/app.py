@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import faust
@@ -25,8 +24,10 @@ from faust.serializers.schemas import Schema
 from stream.adapters.kafka.client import faust_credentials
 from stream.adapters.kafka.topics import contributions_topic, nation_topic
 from stream.adapters.redis.elections import ElectionCache
-from stream.runtime.faust.patches import QuietMonitor, SeekFirstTableManager, SoireeApp
+from stream.adapters.redis.keys import alive_marker
+from stream.runtime.faust import QuietMonitor, SeekFirstTableManager, SoireeApp
 from stream.runtime.pipeline import Pipeline
+from stream.runtime.redis_watch import MARKER_TTL
 from stream.settings import Settings, get_settings
 
 __all__ = ["create_app", "RawSchema", "GC_THRESHOLDS"]
@@ -93,11 +94,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
         Monitor=QuietMonitor,
     )
     partitions = settings.partitions
-    alive_marker = f"soiree:alive:{uuid.uuid4().hex}"  # gone from Redis = Redis lost its data
+    marker = alive_marker()  # gone from Redis = Redis lost its data
     pipeline = Pipeline(
         settings=settings,
-        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn()), alive_marker=alive_marker),
-        marker=alive_marker,
+        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn()), alive_marker=marker),
+        marker=marker,
         areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
         producer=app.producer,
         contributions=contributions_topic(settings),
@@ -141,8 +142,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     app.on_partitions_revoked.connect(pipeline.forget_states)
     # The marker goes in before anything is consumed: a Redis wiped at any later moment shows.
-    redis.Redis.from_url(settings.redis_dsn()).set(pipeline.marker, "1", ex=3600)
-    pipeline.marker_set = True
+    redis.Redis.from_url(settings.redis_dsn()).set(marker, "1", ex=MARKER_TTL)
+    pipeline.redis_watch.marker_set = True
 
     @app.timer(1.0)
     async def check_redis() -> None:

@@ -38,6 +38,8 @@ from faust.types import TP
 from mode import Service
 from yarl import URL
 
+from stream.adapters.redis.keys import table_partition_prefix
+
 __all__ = ["RedisStore", "partition_prefix"]
 
 #: Seconds between two flushes of dirty keys to Redis.
@@ -68,7 +70,7 @@ return 1
 
 def partition_prefix(app_id: str, table: str, partition: int) -> str:
     """The Redis key prefix of one table partition (with its Cluster hash tag)."""
-    return f"soiree:{{{app_id}:{table}:{partition}}}"
+    return table_partition_prefix(app_id, table, partition)
 
 
 def _masked(url: URL) -> str:

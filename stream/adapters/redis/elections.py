@@ -8,16 +8,14 @@ the set ``soiree:elections`` lists the ids. The durable copy is a Kafka topic
 from __future__ import annotations
 
 import gc
-import sys
 import time
-import zlib
-from typing import Any, NamedTuple
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
-from stream.domain.messages import NATION, Election
+from stream.adapters.redis.keys import ELECTIONS, election_key
+from stream.domain.messages import Election
+from stream.domain.roll import ElectionIndex, Placement
 from stream.errors import ElectionsUnavailable
 
 __all__ = [
@@ -32,14 +30,10 @@ __all__ = [
 ]
 
 
-def _key(election_id: str) -> str:
-    return f"soiree:election:{election_id}"
-
-
 def save_election(client: redis.Redis, election: Election) -> None:
     with client.pipeline(transaction=True) as pipe:
-        pipe.set(_key(election.election), election.model_dump_json())
-        pipe.sadd("soiree:elections", election.election)
+        pipe.set(election_key(election.election), election.model_dump_json())
+        pipe.sadd(ELECTIONS, election.election)
         pipe.execute()
 
 
@@ -52,112 +46,25 @@ async def restore_definitions(client: aioredis.Redis, definitions: dict[str, byt
         return []
     async with client.pipeline(transaction=False) as pipe:
         for election_id in ids:
-            pipe.exists(_key(election_id))
+            pipe.exists(election_key(election_id))
         missing = [election_id for election_id, found in zip(ids, await pipe.execute()) if not found]
     if not missing:
         return []
     async with client.pipeline(transaction=False) as pipe:
         for election_id in missing:
-            pipe.set(_key(election_id), definitions[election_id], nx=True)
-            pipe.sadd("soiree:elections", election_id)
+            pipe.set(election_key(election_id), definitions[election_id], nx=True)
+            pipe.sadd(ELECTIONS, election_id)
         answers = await pipe.execute()
     return [election_id for election_id, written in zip(missing, answers[::2]) if written]
 
 
 def load_election(client: redis.Redis, election_id: str) -> Election | None:
-    raw = client.get(_key(election_id))
+    raw = client.get(election_key(election_id))
     return None if raw is None else Election.model_validate_json(raw)
 
 
 def list_elections(client: redis.Redis) -> list[str]:
-    return sorted(member.decode() for member in client.smembers("soiree:elections"))
-
-
-class Placement(NamedTuple):
-    """Where a bureau of the roll belongs, and its registered voters."""
-
-    commune: str
-    department: str
-    registered: int
-
-
-class _AreaNames:
-    """``(level, area) -> (name, bureaux_total)``; a bureau's name is made when asked, not stored."""
-
-    __slots__ = ("_roll", "_commune_names", "_fixed")
-
-    def __init__(
-        self,
-        roll: dict[str, Placement],
-        commune_names: dict[str, str],
-        fixed: dict[tuple[str, str], tuple[str, int]],
-    ) -> None:
-        self._roll = roll
-        self._commune_names = commune_names  # as in the roll, possibly empty
-        self._fixed = fixed
-
-    def __getitem__(self, key: tuple[str, str]) -> tuple[str, int]:
-        level, area = key
-        if level != "bureau":
-            return self._fixed[key]
-        return f"{self._commune_names[self._roll[area].commune]} {area}".strip(), 1
-
-
-class ElectionIndex:
-    """What a worker needs of an election definition, and nothing more.
-
-    A validated ``models.Election`` keeps a pydantic object per bureau: about 1.6 kB each, 110 MB
-    for the 2017 roll and over a gigabyte for a million bureaux. A worker only looks bureaux up,
-    so it keeps one small tuple per bureau, names of communes and departments once, and the
-    definition itself compressed (to register it again if Redis loses it). Built from the JSON
-    that ``save_election`` stored, which was validated then.
-    """
-
-    def __init__(self, definition: dict[str, Any], raw: bytes) -> None:
-        self.election: str = definition["election"]
-        self.name: str = definition["name"]
-        self.candidate_list: list[str] = [candidate["id"] for candidate in definition["candidates"]]
-        self.candidate_ids = frozenset(self.candidate_list)
-        intern = sys.intern
-        roll: dict[str, Placement] = {}
-        names: dict[tuple[str, str], str] = {("nation", NATION): "France"}
-        counts: dict[tuple[str, str], int] = {("nation", NATION): 0}
-        communes_of_department: dict[str, dict[str, None]] = {}
-        commune_names: dict[str, str] = {}
-        for entry in definition["bureaux"]:
-            commune, department = intern(entry["commune"]), intern(entry["department"])
-            roll[entry["bureau"]] = Placement(commune, department, entry["registered"])
-            commune_names.setdefault(commune, entry.get("commune_name", ""))
-            communes_of_department.setdefault(department, {})[commune] = None
-            for key, name in (
-                (("commune", commune), entry.get("commune_name") or commune),
-                (("department", department), entry.get("department_name") or department),
-            ):
-                if key not in names:
-                    names[key] = name
-                counts[key] = counts.get(key, 0) + 1
-            counts[("nation", NATION)] += 1
-        self.roll = roll
-        self.communes_of_department = {
-            department: list(communes) for department, communes in communes_of_department.items()
-        }
-        self.roll_by_commune = {
-            commune: department
-            for department, communes in self.communes_of_department.items()
-            for commune in communes
-        }
-        self.areas = _AreaNames(
-            roll, commune_names, {key: (name, counts[key]) for key, name in names.items()}
-        )
-        self._definition = zlib.compress(raw, 1)
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> ElectionIndex:
-        return cls(orjson.loads(raw), raw)
-
-    def definition_json(self) -> bytes:
-        """The definition as registered (the PRODUCT.md JSON)."""
-        return zlib.decompress(self._definition)
+    return sorted(member.decode() for member in client.smembers(ELECTIONS))
 
 
 class ElectionCache:
@@ -185,7 +92,7 @@ class ElectionCache:
         if asked is not None and time.monotonic() - asked < self._retry_after:
             return None
         try:
-            raw = self._client.get(_key(election_id))
+            raw = self._client.get(election_key(election_id))
             wiped = (
                 raw is None and self._alive_marker is not None and not self._client.exists(self._alive_marker)
             )

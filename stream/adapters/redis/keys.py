@@ -1,0 +1,63 @@
+"""Every Redis key Soirée reads or writes, in one place (other programs read them: README, "What Redis holds").
+
+::
+
+    soiree:election:<id>                          string  an election definition (PRODUCT.md JSON)
+    soiree:elections                              set     the registered election ids
+    soiree:alive:<random>                         string  a worker's marker: gone = Redis lost its data
+    soiree:results:<election>:<level>:<area>      string  an area's Standings JSON
+    soiree:{<app>:<table>:<partition>}:data       hash    a Faust table partition (the Redis store)
+    soiree:{<app>:<table>:<partition>}:offset     string  the changelog offset that partition's data includes
+
+The braces are Redis Cluster hash tags: one partition's data and offset share a slot. Ids never
+contain ``:`` (the contract's character set), so no two keys of different areas can collide.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+__all__ = [
+    "PREFIX",
+    "ELECTIONS",
+    "election_key",
+    "alive_marker",
+    "results_key",
+    "results_pattern",
+    "table_partition_prefix",
+    "table_pattern",
+]
+
+PREFIX = "soiree"
+#: The set of registered election ids.
+ELECTIONS = f"{PREFIX}:elections"
+
+
+def election_key(election_id: str) -> str:
+    """An election's definition (JSON)."""
+    return f"{PREFIX}:election:{election_id}"
+
+
+def alive_marker() -> str:
+    """A fresh worker marker key: kept alive by its worker, its absence means Redis lost its data."""
+    return f"{PREFIX}:alive:{uuid.uuid4().hex}"
+
+
+def results_key(election: str, level: str, area: str) -> str:
+    """An area's current standings (the ``soiree results --json`` object)."""
+    return f"{PREFIX}:results:{election}:{level}:{area}"
+
+
+def results_pattern(election: str, level: str = "*") -> str:
+    """SCAN pattern of the standings of an election (of one level, or all)."""
+    return f"{PREFIX}:results:{election}:{level}:*"
+
+
+def table_partition_prefix(app_id: str, table: str, partition: int) -> str:
+    """Key prefix of one table partition (``:data`` and ``:offset`` follow), with its hash tag."""
+    return f"{PREFIX}:{{{app_id}:{table}:{partition}}}"
+
+
+def table_pattern(app_id: str) -> str:
+    """SCAN pattern of every table partition key of an app."""
+    return f"{PREFIX}:{{{app_id}:*"

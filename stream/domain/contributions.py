@@ -1,0 +1,64 @@
+"""The internal wire rows between the two hops, encoded and decoded here only.
+
+A contribution message (topics ``<app>-contributions`` and ``<app>-nation-contributions``)::
+
+    {"e": election, "l": "department", "a": "42",  "c": [[bureau, seq, tally], ...]}
+    {"e": election, "l": "nation",     "a": "FR",  "c": [[department, version, tally, cause], ...]}
+
+with ``tally = [bureaux, registered, voters, blank, invalid, {candidate: votes}]``
+(``Tally.to_json``) and ``cause = {"bureau": ..., "seq": ...}`` or null. Plain lists keep a
+night's few thousand messages small and fast to decode; the tally reads the rows in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from stream.domain.aggregation import area_key
+from stream.domain.messages import NATION
+
+__all__ = ["BureauRow", "DepartmentRow", "department_message", "nation_message", "reports_of"]
+
+#: [bureau, seq, tally]
+BureauRow = list[Any]
+#: [department, version, tally, cause]
+DepartmentRow = list[Any]
+
+
+def department_message(election: str, department: str, rows: list[BureauRow]) -> tuple[bytes, bytes]:
+    """(key, value) of the reports of one department, routed to the department's partition."""
+    key = area_key(election, "department", department).encode()
+    return key, orjson.dumps({"e": election, "l": "department", "a": department, "c": rows})
+
+
+def nation_message(election: str, rows: list[DepartmentRow]) -> tuple[bytes, bytes]:
+    """(key, value) of departments' totals passed to the nation."""
+    key = area_key(election, "nation", NATION).encode()
+    return key, orjson.dumps({"e": election, "l": "nation", "a": NATION, "c": rows})
+
+
+def reports_of(message: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]] | None:
+    """The ``BureauResult`` s a department contribution was made of, or None if it is not one."""
+    if not isinstance(message, dict) or message.get("l") != "department":
+        return None
+    try:
+        return [
+            (
+                bureau,
+                {
+                    "election": message["e"],
+                    "bureau": bureau,
+                    "seq": seq,
+                    "registered": registered,
+                    "voters": voters,
+                    "blank": blank,
+                    "invalid": invalid,
+                    "votes": votes,
+                },
+            )
+            for bureau, seq, (_, registered, voters, blank, invalid, votes) in message["c"]
+        ]
+    except (KeyError, TypeError, ValueError):  # rows of another shape
+        return None

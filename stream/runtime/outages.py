@@ -1,0 +1,54 @@
+"""Waiting out Kafka and Redis outages instead of losing or rejecting what was being processed.
+
+An error raised out of an agent crashes it, and Faust acknowledges a crashed agent's messages:
+their offsets get committed and they are never tallied. So a batch that meets an outage is
+tried again, with backoff, from the stored state, exactly as a re-delivery would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from stream.errors import ElectionsUnavailable
+
+__all__ = ["OUTAGES", "OUTAGE_RETRY_DELAY", "through_outages", "waiting_for_redis"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Errors of a service being away, tried again rather than taken for a bad message.
+OUTAGES = (KafkaError, RedisError, OSError, ElectionsUnavailable)
+#: Seconds before a batch that met an outage is tried again (doubling up to ``MAX_RETRY_DELAY``).
+OUTAGE_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 10.0
+
+
+async def through_outages(work: Callable[[T], Awaitable[R]], batch: T) -> R:
+    """``work(batch)``, again (with backoff) for as long as an outage (``OUTAGES``) reaches it."""
+    delay = OUTAGE_RETRY_DELAY
+    while True:
+        try:
+            return await work(batch)
+        except OUTAGES as exc:
+            log.warning("A batch met an outage (%r); trying it again in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+
+async def waiting_for_redis(call: Callable[[Any], T], arg: Any) -> T:
+    """``call(arg)``, waiting (with backoff) while an unknown election cannot be looked up."""
+    delay = 0.2
+    while True:
+        try:
+            return call(arg)
+        except ElectionsUnavailable as exc:
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,111 @@
+"""Noticing that Redis lost its data, and putting back what readers need from it.
+
+A worker keeps a marker key in Redis (renewed every second). When it is gone, Redis was
+restarted without persistence (or flushed): the election definitions come back from their
+durable topic and this worker's memory, and every standing it holds is written again. The
+table store rebuilds its own keys the same way (``runtime.store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
+from faust.types import TableT
+from redis.exceptions import RedisError
+
+from stream.adapters.kafka.definitions import restore_from_log
+from stream.adapters.kafka.outbox import dumps
+from stream.adapters.redis.elections import ElectionCache
+from stream.adapters.redis.keys import ELECTIONS, election_key
+from stream.domain.aggregation import AreaState, split_area_key
+from stream.errors import ElectionsUnavailable
+from stream.runtime.standings import StandingsWriter, standings_of
+from stream.settings import Settings
+
+__all__ = ["RedisWatch"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a worker's marker outlives the worker (renewed every second while it runs).
+MARKER_TTL = 3600
+
+
+class RedisWatch:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        marker: str,
+        elections: ElectionCache,
+        areas: TableT,
+        departments: dict[bytes, AreaState],
+        standings: StandingsWriter,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.marker = marker
+        self.marker_set = False
+        self.elections = elections
+        self.areas = areas
+        self.departments = departments  # the tally's in-memory departments (its newest totals)
+        self.standings = standings
+
+    async def check(self) -> None:
+        """Called every second: retry waiting standings; if Redis lost everything, ``restore``."""
+        try:
+            if not self.marker_set:
+                self.marker_set = bool(await self.redis.set(self.marker, "1", ex=MARKER_TTL))
+            elif not await self.redis.set(self.marker, "1", ex=MARKER_TTL, xx=True):
+                await self.restore()
+                await self.redis.set(self.marker, "1", ex=MARKER_TTL)
+            elif getattr(self.areas.data, "rebuilt_from_changelog", False):
+                # Redis was wiped before this worker started (its marker could not tell): the
+                # table came back from the changelog, the standings must come back from the table
+                self.areas.data.rebuilt_from_changelog = False  # type: ignore[attr-defined]
+                await self.restore()
+        except (RedisError, OSError) as exc:
+            log.warning("Redis unreachable: %s", exc)
+            return
+        except KafkaError as exc:  # the marker stays missing: tried again in a second
+            log.warning("Redis lost its data and the election definitions cannot be read from Kafka: %s", exc)
+            return
+        await self.standings.write({})
+
+    async def restore(self) -> None:
+        """Elections (from the durable log, and this worker's memory) and standings back into a
+        wiped Redis. Until the marker is back, reports of elections Redis lacks wait.
+
+        Written with SET NX: the agents keep running meanwhile, and a standing they wrote since
+        the wipe is newer than the one computed here."""
+        from_log = await restore_from_log(self.settings, self.redis)
+        restored = 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for election in self.elections.known():
+                pipe.set(election_key(election.election), election.definition_json(), nx=True)
+                pipe.sadd(ELECTIONS, election.election)
+            for count, (key, raw) in enumerate(list(self.areas.data.items())):
+                if count % 1000 == 999:
+                    await asyncio.sleep(0)  # a national night is ~100,000 standings: let the agents run
+                election_id, level, area = split_area_key(key.decode())
+                try:
+                    election = self.elections.get(election_id)
+                except ElectionsUnavailable:  # in no log, in no memory: nothing to show it with
+                    election = None
+                if election is None or raw is None:
+                    continue
+                state = self.departments.get(key) if level == "department" else None
+                state = state or AreaState.from_json(orjson.loads(raw))
+                for view_key, standings in standings_of(election, level, area, state):
+                    pipe.set(view_key, dumps(standings), nx=True)
+                    restored += 1
+            await pipe.execute()
+        log.warning(
+            "Redis had lost its data: restored %d elections from the log, %d from memory, and %d standings",
+            len(from_log),
+            len(self.elections.known()),
+            restored,
+        )

@@ -1,0 +1,78 @@
+"""Hop 1, ``route_results``: validate each report, dead-letter the invalid, and send the valid
+ones to the contributions topic, one message per department per batch. It keeps no state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faust.types import ProducerT
+
+from stream.adapters.kafka.outbox import Outbox
+from stream.adapters.redis.elections import ElectionCache
+from stream.domain.aggregation import Tally
+from stream.domain.contributions import BureauRow, department_message
+from stream.domain.messages import InvalidResult, validate_result
+from stream.runtime.dead_letters import DeadLetters, Record, internal_error
+from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
+
+__all__ = ["Router"]
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(
+        self,
+        elections: ElectionCache,
+        producer: ProducerT,
+        contributions: str,
+        dead_letters: DeadLetters,
+        max_message_bytes: int,
+    ) -> None:
+        self.elections = elections
+        self.producer = producer
+        self.contributions = contributions
+        self.dead_letters = dead_letters
+        self.max_message_bytes = max_message_bytes
+
+    async def on_results(self, records: list[Record]) -> None:
+        """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
+        await through_outages(self._route, records)
+
+    async def _route(self, records: list[Record]) -> None:
+        outbox = Outbox(self.producer)
+        reject = self.dead_letters.reject
+        by_department: dict[tuple[str, str], list[BureauRow]] = {}
+        for record in records:
+            try:
+                election, department, row = await waiting_for_redis(self._validate, record)
+            except InvalidResult as exc:
+                reject(outbox, record, str(exc))
+                continue
+            except OUTAGES:
+                raise
+            except Exception as exc:  # a bug met by this report: to the dead letters, not lost
+                log.exception("Routing failed on %s[%s]@%s", record.topic, record.partition, record.offset)
+                reject(outbox, record, f"not processed: {internal_error(exc)}")
+                continue
+            by_department.setdefault((election, department), []).append(row)
+        for (election, department), rows in by_department.items():
+            outbox.add(self.contributions, *department_message(election, department, rows))
+        await outbox.deliver()
+
+    def _validate(self, record: Record) -> tuple[str, str, list[Any]]:
+        """(election, department, [bureau, seq, tally]) of a valid report, or InvalidResult."""
+        result = validate_result(record.value or b"", self.elections, self.max_message_bytes)
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        if key != result.bureau:
+            raise InvalidResult(
+                f"bureau {result.bureau}: message key {key!r} must be the bureau id "
+                f"(all reports of a bureau must share a partition to keep their order)"
+            )
+        election = self.elections.get(result.election)
+        if election is None:  # validate_result found it; only a concurrent eviction could lose it
+            raise InvalidResult(f"bureau {result.bureau}: unknown election {result.election!r}")
+        entry = election.roll[result.bureau]
+        tally = Tally.of_result(result, entry.registered)
+        return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]

@@ -1,0 +1,82 @@
+"""Areas' standings (the ``soiree results --json`` objects): computed from a total, and written
+to Redis, where readers find them; while Redis is away they wait in memory, newest per area."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from stream.adapters.redis.keys import results_key
+from stream.domain.aggregation import AreaState, Tally
+from stream.domain.changes import make_standings
+from stream.domain.roll import ElectionIndex
+
+__all__ = ["area_standings", "bureau_standings", "standings_of", "StandingsWriter"]
+
+log = logging.getLogger(__name__)
+
+#: (Redis key, standings)
+Keyed = tuple[str, dict[str, Any]]
+
+
+def area_standings(election: ElectionIndex, level: str, area: str, total: Tally) -> Keyed:
+    name, bureaux_total = election.areas[(level, area)]
+    standings = make_standings(
+        election.election, level, area, name, bureaux_total, total, election.candidate_list
+    )
+    return results_key(election.election, level, area), standings
+
+
+def bureau_standings(election: ElectionIndex, bureau: str, tally: Tally) -> Keyed:
+    name = election.areas[("bureau", bureau)][0]
+    standings = make_standings(election.election, "bureau", bureau, name, 1, tally, election.candidate_list)
+    return results_key(election.election, "bureau", bureau), standings
+
+
+def standings_of(election: ElectionIndex, level: str, area: str, state: AreaState) -> Iterator[Keyed]:
+    """The standings of an area, and of its bureaux for a commune."""
+    yield area_standings(election, level, area, state.total)
+    if level == "commune":
+        for bureau, (_, tally) in state.children.items():
+            yield bureau_standings(election, bureau, tally)
+
+
+class StandingsWriter:
+    """Writes standings with MSET; what Redis refused waits (latest per key) for the next write."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        #: standings not yet written because Redis was unreachable (newest per key)
+        self.pending: dict[str, bytes] = {}
+        self.failing = False
+        #: one MSET at a time: Redis may run a later, smaller one (another connection) before it
+        self.lock = asyncio.Lock()
+
+    async def write(self, views: dict[str, bytes]) -> None:
+        """Write standings; while Redis is away they wait here (latest per area) and go later."""
+        self.pending.update(views)
+        # The two agents and the Redis check write in turn. Overlapping, the 30,000 standings
+        # waiting after an outage (a 15 MB MSET) could land after a newer standing sent meanwhile
+        # on another connection, and put an older one back for good.
+        async with self.lock:
+            if not self.pending:
+                return
+            writing = dict(self.pending)
+            try:
+                await self.redis.mset(writing)
+            except (RedisError, OSError) as exc:
+                if not self.failing:
+                    log.warning("Redis unreachable, standings wait in memory until it is back: %s", exc)
+                self.failing = True
+            else:
+                if self.failing:
+                    log.warning("Redis is back: %d waiting standings written", len(writing))
+                self.failing = False
+                for key, value in writing.items():  # keep what was added meanwhile
+                    if self.pending.get(key) is value:
+                        del self.pending[key]
