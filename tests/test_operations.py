@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.adapters.kafka.client import client_options, faust_credentials
+from stream.adapters.kafka.topics import check_created, contributions_topic, ensure_topics
+from stream.errors import TopicCreationFailed, TopicsMisconfigured
 from stream.settings import Settings
 
 from .harness import ROOT, Stack
@@ -89,3 +92,41 @@ def test_worker_banner_hides_the_redis_password(stack: Any) -> None:
     assert done.returncode == 1
     assert "hunter2" not in done.stderr + done.stdout
     assert "redis://:***@127.0.0.1:1/0" in done.stderr
+
+
+def test_every_co_partitioned_topic_is_checked_not_only_the_results(stack: Any) -> None:
+    """The internal contributions topic with the wrong count is refused too (only bureau-results was)."""
+    s: Stack = stack("copart")
+    fresh = s.settings.model_copy(update={"app_id": f"{s.settings.app_id}-fresh"})  # deleted with the stack's
+    contributions = contributions_topic(fresh)
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(contributions, 2, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    with pytest.raises(
+        TopicsMisconfigured, match=f"topic {contributions} has 2 partitions but SOIREE_PARTITIONS=4"
+    ):
+        asyncio.run(ensure_topics(fresh))
+
+
+def test_a_topic_the_broker_refuses_fails_at_once_with_its_error(stack: Any) -> None:
+    """aiokafka returns per-topic error codes instead of raising: each is read, none waited for."""
+    s: Stack = stack("refused")
+    bad = s.settings.model_copy(update={"updates_topic": "no spaces allowed here"})
+    started = time.monotonic()
+    with pytest.raises(TopicCreationFailed, match="no spaces allowed here: InvalidTopicError") as caught:
+        asyncio.run(ensure_topics(bad))
+    assert time.monotonic() - started < 10, "a refused topic must not look like a slow one"
+    assert "create the topics yourself" in str(caught.value)
+
+
+def test_creation_errors_are_read_code_by_code() -> None:
+    check_created([("a", 0, None), ("b", 36, "Topic 'b' already exists.")])  # created, or by someone else
+    with pytest.raises(TopicCreationFailed, match=r"c: PolicyViolationError \(code 44\): no way"):
+        check_created([("a", 0, None), ("c", 44, "no way")])
