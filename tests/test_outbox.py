@@ -13,7 +13,7 @@ import asyncio
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.adapters.kafka.outbox import Outbox
+from stream.runtime.faust.outbox import Outbox
 from stream.testing import PARTITIONS, FakeProducer
 
 

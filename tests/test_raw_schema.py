@@ -7,7 +7,8 @@ import asyncio
 import faust
 from faust.types import Message
 
-from stream.runtime.app import RawSchema, create_app
+from stream.runtime.app import create_app
+from stream.runtime.faust import RawSchema
 from stream.settings import Settings
 
 

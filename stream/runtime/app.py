@@ -14,23 +14,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 import redis
 import redis.asyncio as aioredis
-from faust.serializers.schemas import Schema
 
 from stream.adapters.kafka.client import faust_credentials
 from stream.adapters.kafka.topics import contributions_topic, nation_topic
 from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import alive_marker
-from stream.runtime.faust import QuietMonitor, SeekFirstTableManager, SoireeApp
+from stream.runtime.faust import QuietMonitor, RawSchema, SeekFirstTableManager, SoireeApp
 from stream.runtime.pipeline import Pipeline
 from stream.runtime.redis_watch import MARKER_TTL
 from stream.settings import Settings, get_settings
 
-__all__ = ["create_app", "RawSchema", "GC_THRESHOLDS"]
+__all__ = ["create_app", "GC_THRESHOLDS"]
 
 #: Bundles the results stream holds (Faust pauses fetching its partitions at 80 %). A bundle is
 #: what one fetch returned for a partition: small at a steady pace, up to ~3,400 records in a replay.
@@ -46,21 +43,6 @@ BUNDLES_PER_TAKE = 4
 #: are one per tally batch, so waiting gathers little and every wait is in the latency of every
 #: nation event (p50 at 200 reports/s: 46-57 ms against 65-66 ms with 20 ms; the night unchanged).
 NATION_WINDOW = 0.002
-
-
-class RawSchema(Schema):
-    """Keys and values stay the bytes Kafka gave. Faust's own schema decodes ``raw`` bytes
-    through its serializer registry and settings lookups, once per message (a quarter of a
-    counting agent's per-message time once Faust's fetch loop was made direct; see
-    docs/performance.md)."""
-
-    def compile(self, app: faust.types.AppT, **_: Any) -> Any:  # Schema.compile's signature
-        event_class = app.conf.Event
-
-        async def decode(message: faust.types.Message, *, propagate: bool = False) -> Any:
-            return event_class(app, message.key, message.value, message.headers, message)
-
-        return decode
 
 
 def _broker_url(settings: Settings) -> str:
@@ -110,7 +92,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     nation = app.topic(nation_topic(settings), partitions=partitions, internal=True, schema=RawSchema())
 
-    # Reports arrive as bundles (one per partition per fetch, ``faust_patches.Bundle``): Faust's
+    # Reports arrive as bundles (one per partition per fetch, ``runtime.faust.Bundle``): Faust's
     # per-record delivery cost more CPU than routing them.
     app.bundled_topics = frozenset({settings.results_topic})
     results = app.topic(

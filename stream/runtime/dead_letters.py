@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import orjson
 from faust.types import EventT, ProducerT
 
-from stream.adapters.kafka.outbox import Outbox
 from stream.domain.contributions import reports_of
 from stream.domain.messages import make_rejection
+from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import through_outages
 
 __all__ = ["Record", "DeadLetters", "internal_error"]

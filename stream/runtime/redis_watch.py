@@ -18,10 +18,10 @@ from faust.types import TableT
 from redis.exceptions import RedisError
 
 from stream.adapters.kafka.definitions import restore_from_log
-from stream.adapters.kafka.outbox import dumps
 from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import ELECTIONS, election_key
 from stream.domain.aggregation import AreaState, split_area_key
+from stream.domain.encoding import dumps
 from stream.errors import ElectionsUnavailable
 from stream.runtime.standings import StandingsWriter, standings_of
 from stream.settings import Settings

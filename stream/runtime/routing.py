@@ -8,12 +8,12 @@ from typing import Any
 
 from faust.types import ProducerT
 
-from stream.adapters.kafka.outbox import Outbox
 from stream.adapters.redis.elections import ElectionCache
 from stream.domain.aggregation import Tally
 from stream.domain.contributions import BureauRow, department_message
 from stream.domain.messages import InvalidResult, validate_result
 from stream.runtime.dead_letters import DeadLetters, Record, internal_error
+from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
 
 __all__ = ["Router"]

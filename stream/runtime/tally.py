@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 from faust.types import EventT, ProducerT, TableT
 
-from stream.adapters.kafka.outbox import dumps
 from stream.adapters.redis.elections import ElectionCache
 from stream.domain.aggregation import AreaState, Tally, area_key
 from stream.domain.changes import detect_changes
 from stream.domain.contributions import DepartmentRow, nation_message
+from stream.domain.encoding import dumps
 from stream.domain.messages import NATION
 from stream.domain.roll import ElectionIndex
 from stream.runtime.dead_letters import DeadLetters

@@ -11,9 +11,10 @@ import orjson
 from aiokafka import TopicPartition
 from faust.types import EventT, ProducerT, TableT
 
-from stream.adapters.kafka.outbox import Outbox, dumps
 from stream.domain.aggregation import AreaState, area_key
+from stream.domain.encoding import dumps
 from stream.domain.roll import ElectionIndex
+from stream.runtime.faust.outbox import Outbox
 from stream.runtime.faust.table_writes import write_under_event
 from stream.runtime.outages import through_outages
 from stream.runtime.standings import StandingsWriter, area_standings

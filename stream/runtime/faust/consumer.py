@@ -36,7 +36,6 @@ waits (``versions.ASSUMED``).
 """
 
 # Extending Faust and aiokafka means reaching into their private members.
-# ruff: noqa: SLF001
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ the emptying of the stream buffers. Its two methods are Faust's, copied and reor
 """
 
 # Extending Faust means reaching into its private members.
-# ruff: noqa: SLF001
 
 from __future__ import annotations
 
