@@ -147,8 +147,10 @@ def main() -> None:
         f = report[size]
         print(
             f"  {size:>9,} bureaux: {f['total_s']:8.1f} s (baseline {f['baseline_s']:.1f} s, "
-            f"{f['total_s'] / f['baseline_s']:.0f}×)  {f['per_s']:8,.0f} bureaux/s  worker CPU {f['worker_cpu_s']:.0f} s  "
-            f"RSS ready {f['ready_rss_mb']:.0f} MB, peak {f['rss_mb']:.0f} MB  Redis +{f['redis_added_mb']:.0f} MB  "
+            f"{f['total_s'] / f['baseline_s']:.0f}×)  {f['per_s']:8,.0f} bureaux/s  "
+            f"worker CPU {f['worker_cpu_s']:.0f} s  "
+            f"RSS ready {f['ready_rss_mb']:.0f} MB, peak {f['rss_mb']:.0f} MB  "
+            f"Redis +{f['redis_added_mb']:.0f} MB  "
             f"exact totals  (whole step {time.perf_counter() - started:.0f} s)",
             flush=True,
         )

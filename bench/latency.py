@@ -178,10 +178,12 @@ def main() -> None:
     print(f"Latency at {args.rate:g} reports/s, {count:,} reports (2017 round 1), one worker, Redis store")
     print(f"  {'':44}{'p50':>10}{'p99':>10}{'max':>10}")
     print(
-        f"  {'baseline: aiokafka produce → consume':44}{base['p50_ms']:>8.1f}ms{base['p99_ms']:>8.1f}ms{base['max_ms']:>8.1f}ms"
+        f"  {'baseline: aiokafka produce → consume':44}"
+        f"{base['p50_ms']:>8.1f}ms{base['p99_ms']:>8.1f}ms{base['max_ms']:>8.1f}ms"
     )
     print(
-        f"  {'soirée: publish → nation event including it':44}{ours['p50_ms']:>8.1f}ms{ours['p99_ms']:>8.1f}ms{ours['max_ms']:>8.1f}ms"
+        f"  {'soirée: publish → nation event including it':44}"
+        f"{ours['p50_ms']:>8.1f}ms{ours['p99_ms']:>8.1f}ms{ours['max_ms']:>8.1f}ms"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(

@@ -6,7 +6,8 @@ must write, written by plain clients with no computation: the reports consumed w
 update events (read back from its updates topic) are produced as record batches and its
 standings (read back from Redis) written with MSET; no worker can do the night faster than its
 own writes, so this bounds the ratio any worker can reach. Soirée: one worker (``--workers N``: N
-worker processes in one group), already started and ready, the same messages published to ``bureau-results``; the clock stops when the nation's
+worker processes in one group), already started and ready, the same messages published to
+``bureau-results``; the clock stops when the nation's
 standings in Redis include every bureau. Then the workers are killed (-9) and a new one started:
 the time until it is ready measures failover. Both with the Redis store and with Faust's memory
 store (which replays the whole changelog). Usage (Kafka and Redis running, e.g. `soiree up`)::
@@ -282,7 +283,8 @@ async def publish_and_wait(
             reported, progressed = now, time.perf_counter()
         elif time.perf_counter() - progressed > STALL_S:
             raise SystemExit(
-                f"the nation stayed at {reported:,} of {len(results):,} bureaux for {STALL_S} s: reports lost?"
+                f"the nation stayed at {reported:,} of {len(results):,} bureaux for {STALL_S} s: "
+                "reports lost?"
             )
         await asyncio.sleep(0.02)
     total = time.perf_counter() - started
@@ -439,7 +441,8 @@ def main() -> None:
             (
                 "floor: the night's writes alone, plain clients",
                 f"{low['total_s']:.2f} s",
-                f"{low['total_s'] / baseline_figures['total_s']:.1f}× baseline: reports consumed, {low['events']:,} events "
+                f"{low['total_s'] / baseline_figures['total_s']:.1f}× baseline: reports consumed, "
+                f"{low['events']:,} events "
                 f"({low['event_bytes'] / 1e6:.0f} MB) produced, {low['standings']:,} standings written",
             )
         )
@@ -449,7 +452,8 @@ def main() -> None:
             (
                 f"{label}: first publish → nation complete",
                 f"{figures['total_s']:.2f} s",
-                f"{figures['per_s']:,.0f} bureaux/s, {figures['total_s'] / baseline_figures['total_s']:.1f}× baseline",
+                f"{figures['per_s']:,.0f} bureaux/s, "
+                f"{figures['total_s'] / baseline_figures['total_s']:.1f}× baseline",
             ),
             (
                 f"{label}: worker CPU time for the night",
@@ -490,7 +494,8 @@ def main() -> None:
         )
     width = max(len(r[0]) for r in rows)
     print(
-        f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
     )
     for name, value, extra in rows:
         print(f"  {name:<{width}}  {value:>10}  {extra}")

@@ -101,7 +101,8 @@ def main() -> None:
         )
         if (nation.total.voters, nation.total.bureaux) != (expected["voters"], expected["bureaux"]):
             sys.exit(
-                f"nation total wrong: {nation.total.voters} voters of {nation.total.bureaux} bureaux, expected {expected}"
+                f"nation total wrong: {nation.total.voters} voters of {nation.total.bureaux} bureaux, "
+                f"expected {expected}"
             )
         events = producer.counts.get(settings.updates_topic, 0)
         baseline = cpu.pop("baseline")

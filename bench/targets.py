@@ -105,7 +105,8 @@ def main() -> None:
     print("\nIssue 5 targets (baselines measured in the same runs)")
     for name, measured, baseline, target, outcome in rows:
         print(
-            f"  {name}\n      measured {measured}\n      baseline {baseline or '-'}\n      target   {target}: {outcome}"
+            f"  {name}\n      measured {measured}\n      baseline {baseline or '-'}\n"
+            f"      target   {target}: {outcome}"
         )
     args.json.write_text(
         json.dumps(

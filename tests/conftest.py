@@ -37,7 +37,8 @@ def data_dir() -> Path:
     missing = [name for name in ROUND_FILES.values() if not (directory / name).is_file()]
     if missing or not (directory / "official/france_entiere_conseil_constitutionnel.csv").is_file():
         pytest.fail(
-            f"the 2017 presidential data is missing from {directory} ({', '.join(missing) or 'official totals'}); "
+            f"the 2017 presidential data is missing from {directory} "
+            f"({', '.join(missing) or 'official totals'}); "
             "set SOIREE_PRES2017_DIR to the folder holding the ministry per-bureau files",
             pytrace=False,
         )

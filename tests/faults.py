@@ -260,9 +260,10 @@ def require_managed(settings: Settings) -> None:
     for status in infra.up(settings):
         if "started by soiree" not in status.detail and status.state != "started":
             pytest.fail(
-                f"{status.name} at {status.address} is {status.state}, {status.detail}: the fault-injection test "
-                f"restarts it and only does so to a {status.name} that soiree started (`soiree up`, or let the test "
-                f"session start it: stop the foreign one or point SOIREE_* at free ports)",
+                f"{status.name} at {status.address} is {status.state}, {status.detail}: "
+                f"the fault-injection test restarts it and only does so to a {status.name} "
+                "that soiree started (`soiree up`, or let the test "
+                "session start it: stop the foreign one or point SOIREE_* at free ports)",
                 pytrace=False,
             )
 
@@ -390,7 +391,7 @@ def check_dead_letters(s: Stack, topic: Topic) -> dict[str, int]:
     letters = s.read_topic(s.settings.rejected_topic)
     where: list[tuple[int, int]] = []
     problems: list[str] = []
-    for key, letter in letters:
+    for _key, letter in letters:
         if letter.get("topic") != s.settings.results_topic:
             problems.append(f"a dead letter that is not from {s.settings.results_topic}: {str(letter)[:300]}")
             continue
@@ -400,7 +401,11 @@ def check_dead_letters(s: Stack, topic: Topic) -> dict[str, int]:
     lost = sorted(topic.invalid - rejected)
     by_place = {(r.partition, r.offset): r for r in topic.records}
     for place in valid_rejected[:10]:
-        reason = next(l["reason"] for _, l in letters if (l.get("partition"), l.get("offset")) == place)
+        reason = next(
+            letter["reason"]
+            for _, letter in letters
+            if (letter.get("partition"), letter.get("offset")) == place
+        )
         problems.append(f"valid report {place} rejected: {reason}; payload {by_place.get(place)}")
     for place in lost[:10]:
         problems.append(f"invalid input {place} never reached the dead letters: {by_place.get(place)}")
@@ -533,14 +538,16 @@ def check_events(
                 one.add(election.roll[area].registered, versions[(area, seq)])
                 if event_figures(event) != figures(one, candidates):
                     problems.append(
-                        f"bureau {area}: event {event_figures(event)} is not version {seq}: {figures(one, candidates)}"
+                        f"bureau {area}: event {event_figures(event)} is not version {seq}: "
+                        f"{figures(one, candidates)}"
                     )
         elif level in ("commune", "department"):
             states, _ = reachable(election, members[(level, area)], topic.per_partition)
             for event in story:
                 if event_figures(event) not in states:
                     problems.append(
-                        f"{where}: {event['kind']} at {event['at'][11:23]} {event_figures(event)} was never true"
+                        f"{where}: {event['kind']} at {event['at'][11:23]} {event_figures(event)} "
+                        "was never true"
                     )
     for bureau in night.silent:
         area = ("bureau", bureau)

@@ -471,7 +471,10 @@ class Generator:
                 data["votes"][name] = count
                 data["voters"] += count
             names = sorted(unknown)
-            reason = f"bureau {data['bureau']}: unknown candidate{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            reason = (
+                f"bureau {data['bureau']}: unknown candidate{'s' if len(names) > 1 else ''} "
+                f"{', '.join(names)}"
+            )
             return Msg("unknown_candidate", data["bureau"].encode(), dumps(data), exact=reason)
 
         return make()
@@ -619,7 +622,8 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
     valid = [m for m in messages if m.kind == "valid"]
     kinds = Counter(m.kind for m in messages)
     print(
-        f"\n{len(messages)} messages drawn in {drawn_in:.1f} s: {len(invalid)} invalid, {len(valid)} valid; {dict(kinds)}"
+        f"\n{len(messages)} messages drawn in {drawn_in:.1f} s: "
+        f"{len(invalid)} invalid, {len(valid)} valid; {dict(kinds)}"
     )
     assert len(invalid) >= MIN_INVALID, kinds
     assert all(kinds[k] >= 30 for k in kinds if k not in ("empty", "oversized")), kinds
@@ -680,7 +684,8 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
         if match is None:
             m = found[0]
             wrong.append(
-                f"{m.kind}: reason {rejection['reason']!r}, expected {m.expectation()} for {rejection['payload'][:100]!r}"
+                f"{m.kind}: reason {rejection['reason']!r}, expected {m.expectation()} "
+                f"for {rejection['payload'][:100]!r}"
             )
             found.pop(0)
             continue
@@ -693,7 +698,8 @@ def test_generated_malformed_messages_are_all_rejected_with_their_reason(stack: 
     missing = [m for group in pending.values() for m in group]
     assert not wrong, f"{len(wrong)} wrong rejections, e.g.:\n" + "\n".join(wrong[:20])
     assert not missing, (
-        f"{len(missing)} invalid messages never rejected, e.g. {[(m.kind, m.payload[:80]) for m in missing[:10]]}"
+        f"{len(missing)} invalid messages never rejected, "
+        f"e.g. {[(m.kind, m.payload[:80]) for m in missing[:10]]}"
     )
     assert len(sources) == len(records)  # one rejection per input message
 

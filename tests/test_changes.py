@@ -389,7 +389,8 @@ def test_leader_events_form_a_chain(night: list[tuple[dict[str, int], int, int]]
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(0, 10000), min_size=1, max_size=40))
 def test_turnout_events_follow_the_last_announced_turnout(walk: list[int]) -> None:
-    # registered 10,000: 10 voters are exactly the 0.1 point step, so the expected events are integer arithmetic
+    # registered 10,000: 10 voters are exactly the 0.1 point step,
+    # so the expected events are integer arithmetic
     announced: dict[str, Any] = {}
     last: int | None = None
     for voters in walk:

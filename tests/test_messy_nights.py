@@ -234,7 +234,7 @@ def test_messy_nights_count_exactly_and_tell_a_consistent_story(stack: Any) -> N
         assert mix["duplicate"] >= 0.095 * total and mix["out_of_order"] >= 0.095 * total, mix
         assert mix["correction"] >= 0.048 * total, mix
         assert len(night.flips) == 2 and night.zeroed is not None
-        for (level, area), (_, _, was, now) in night.flips.items():
+        for (level, _area), (_, _, was, now) in night.flips.items():
             assert level in ("commune", "department") and was is not None and now is not None and was != now
 
     s: Stack = stack("messy")
@@ -395,7 +395,8 @@ def check_story(
                 or event["bureaux_reported"] < 1
             ):
                 problems.append(
-                    f"{where}: bureaux_reported {reported} -> {event['bureaux_reported']}/{event['bureaux_total']}"
+                    f"{where}: bureaux_reported {reported} -> "
+                    f"{event['bureaux_reported']}/{event['bureaux_total']}"
                 )
             reported = max(reported, event["bureaux_reported"])
             problems += event_shape_problems(where, event, election, level, area, fresh)
@@ -466,7 +467,8 @@ def check_figures_were_true(night: Night, events: list[dict[str, Any]], records:
                 one.add(election.roll[area].registered, versions[(area, seq)])
                 if event_figures(event) != figures(one, candidates):
                     problems.append(
-                        f"bureau {area}: event {event_figures(event)} is not version {seq}: {figures(one, candidates)}"
+                        f"bureau {area}: event {event_figures(event)} is not version {seq}: "
+                        f"{figures(one, candidates)}"
                     )
         elif level in ("commune", "department"):
             states, count = reachable(election, members[(level, area)], per_partition)

@@ -168,7 +168,10 @@ def test_election_id_from_filename() -> None:
 
 # ---- small handmade files: formats and errors ------------------------------------------------
 
-HEADER = "departement,commune,bureau,circonscription,commune_libelle,inscrits,votants,blancs,exprimes,LE PEN,MACRON\n"
+HEADER = (
+    "departement,commune,bureau,circonscription,commune_libelle,"
+    "inscrits,votants,blancs,exprimes,LE PEN,MACRON\n"
+)
 ROWS = "42,218,0001,1,Saint-Etienne,812,640,9,627,200,427\n2A,004,BV01,1,Ajaccio,500,400,5,390,190,200\n"
 
 

@@ -174,9 +174,9 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
     rejected = s.read_topic(s.settings.rejected_topic)
     assert len(rejected) == len(bad), [r["reason"] for _, r in rejected]
     reasons = sorted(r["reason"] for _, r in rejected)
-    for _, payload, expected_reason in bad:
+    for _, _payload, expected_reason in bad:
         assert any(expected_reason in reason for reason in reasons), (expected_reason, reasons)
-    for key, rejection in rejected:
+    for _key, rejection in rejected:
         assert rejection["topic"] == s.settings.results_topic and rejection["offset"] is not None
     payloads = {r["payload"] for _, r in rejected}
     assert '{"election": "' + e + '", "bureau": ' in payloads  # the original payload travels with its reason
@@ -314,7 +314,7 @@ def test_events_do_not_depend_on_how_contributions_are_chunked(stack: Any) -> No
         publish_contributions(s, messages)
         s.start_worker()
         s.wait_until(
-            lambda: all(
+            lambda s=s, e=e, truth=truth: all(
                 (got := s.standings(e, level, area)) is not None and got.voters == total["voters"]
                 for (level, area), total in truth.items()
                 if level != "nation"

@@ -258,7 +258,8 @@ def test_load_errors_name_the_line(seed: Scenario, tmp_path: Path) -> None:
 
 
 MINISTRY = (
-    "departement,commune,bureau,circonscription,commune_libelle,inscrits,votants,blancs,exprimes,LE PEN,MACRON\n"
+    "departement,commune,bureau,circonscription,commune_libelle,"
+    "inscrits,votants,blancs,exprimes,LE PEN,MACRON\n"
     "42,218,0001,1,Saint-Etienne,812,640,9,627,200,427\n"
     "42,218,0002,1,Saint-Etienne,700,500,5,490,190,300\n"
     "2A,004,0001,1,Ajaccio,500,400,5,390,190,200\n"
