@@ -88,7 +88,7 @@ class FakeProducer:
         return taken
 
 
-class FakeStore(dict):  # type: ignore[type-arg]
+class FakeStore(dict[bytes, bytes]):
     """The table's store: keys to bytes, as ``RedisStore`` serves them."""
 
     def set_persisted_offset(self, partition: Any, offset: int) -> None:

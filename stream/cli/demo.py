@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
+from rich.text import Text
 from rich.table import Table
 
 from stream.adapters.redis.keys import results_key
@@ -116,7 +117,7 @@ async def _live(
 
     def screen(current: dict[tuple[str, str], Standings], note: str) -> Group:
         progress = f"{sent:,}/{len(scenario.reports):,} reports published · {note}"
-        lines = [event_line(e) for e in events] or ["…"]
+        lines = [event_line(e) for e in events] or [Text("…")]
         return Group(summary_table(current, scenario), Panel(Group(*lines), title="latest events"), progress)
 
     expected = expected_totals(scenario)

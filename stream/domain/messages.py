@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, Protocol
 
 import orjson
+from pydantic_core import ErrorDetails
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -248,7 +249,7 @@ class Rejection(BaseModel):
     at: datetime
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"])
     message = error["msg"]
     if error["type"] == "value_error":
@@ -298,8 +299,11 @@ def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
 class KnownElection(Protocol):
     """What the roll checks need: a ``models.Election``, or the worker's ``ElectionIndex``."""
 
-    election: str
-    candidate_ids: frozenset[str]
+    @property
+    def election(self) -> str: ...
+
+    @property
+    def candidate_ids(self) -> frozenset[str]: ...
 
     @property
     def roll(self) -> Mapping[str, Any]: ...

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 import redis
 import redis.asyncio as aioredis
@@ -104,21 +106,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # (a worker starting, a rebalance), and contributions produced then were lost: most likely
     # Faust's own takeover window, which agents are not safe from either (docs/reliability.md).
     @app.agent(results, name="route_results")
-    async def route_results(stream: faust.StreamT) -> None:
+    async def route_results(stream: Any) -> None:  # a faust.Stream (StreamT lacks take_events)
         async for bundles in stream.take_events(BUNDLES_PER_TAKE, within=settings.batch_window):
             records = [record for bundle in bundles for record in bundle.value]
             for start in range(0, len(records), settings.batch_size):
                 await pipeline.on_results(records[start : start + settings.batch_size])
 
     @app.agent(contributions, name="tally_areas")
-    async def tally_areas(stream: faust.StreamT) -> None:
+    async def tally_areas(stream: Any) -> None:  # a faust.Stream (StreamT lacks take_events)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await pipeline.on_contributions(list(events))
 
     # The same work for the nation's messages, as an agent of its own: with its own stream
     # buffer the nation never waits behind reports that pile up (a catch-up, a burst).
     @app.agent(nation, name="tally_nation")
-    async def tally_nation(stream: faust.StreamT) -> None:
+    async def tally_nation(stream: Any) -> None:  # a faust.Stream (StreamT lacks take_events)
         async for events in stream.take_events(settings.batch_size, within=NATION_WINDOW):
             await pipeline.on_contributions(list(events))
 

@@ -22,6 +22,7 @@ from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import ELECTIONS, election_key
 from stream.domain.aggregation import AreaState, split_area_key
 from stream.domain.encoding import dumps
+from stream.domain.roll import ElectionIndex
 from stream.errors import ElectionsUnavailable
 from stream.runtime.standings import StandingsWriter, standings_of
 from stream.settings import Settings
@@ -84,13 +85,14 @@ class RedisWatch:
         from_log = await restore_from_log(self.settings, self.redis)
         restored = 0
         async with self.redis.pipeline(transaction=False) as pipe:
-            for election in self.elections.known():
-                pipe.set(election_key(election.election), election.definition_json(), nx=True)
-                pipe.sadd(ELECTIONS, election.election)
+            for known in self.elections.known():
+                pipe.set(election_key(known.election), known.definition_json(), nx=True)
+                pipe.sadd(ELECTIONS, known.election)
             for count, (key, raw) in enumerate(list(self.areas.data.items())):
                 if count % 1000 == 999:
                     await asyncio.sleep(0)  # a national night is ~100,000 standings: let the agents run
                 election_id, level, area = split_area_key(key.decode())
+                election: ElectionIndex | None
                 try:
                     election = self.elections.get(election_id)
                 except ElectionsUnavailable:  # in no log, in no memory: nothing to show it with

@@ -65,7 +65,7 @@ for i = last_set + 1, #ARGV, %(chunk)d do
 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
-""" % {"chunk": _CHUNK}
+""".replace("%(chunk)d", str(_CHUNK))
 
 
 def partition_prefix(app_id: str, table: str, partition: int) -> str:

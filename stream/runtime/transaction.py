@@ -125,4 +125,5 @@ class AreaTransaction:
         await changelog.send(on_delivered=self._changelog_delivered)
 
     def _changelog_delivered(self, partition: TopicPartition, offset: int) -> None:
-        self.table.data.set_persisted_offset(partition, offset)  # as Faust's own changelog callback does
+        store: Any = self.table.data  # the Redis store (or Faust's): a changelog offset per partition
+        store.set_persisted_offset(partition, offset)  # as Faust's own changelog callback does

@@ -64,7 +64,8 @@ def load_election(client: redis.Redis, election_id: str) -> Election | None:
 
 
 def list_elections(client: redis.Redis) -> list[str]:
-    return sorted(member.decode() for member in client.smembers(ELECTIONS))
+    members: set[bytes] = client.smembers(ELECTIONS)  # type: ignore[assignment]  # bytes: no decode_responses
+    return sorted(member.decode() for member in members)
 
 
 class ElectionCache:
@@ -105,7 +106,7 @@ class ElectionCache:
         if raw is None:
             self._missing_since[election_id] = time.monotonic()
             return None
-        election = self._known[election_id] = ElectionIndex.from_json(raw)
+        election = self._known[election_id] = ElectionIndex.from_json(bytes(raw))  # type: ignore[arg-type]
         # A national roll is a million long-lived objects: keep them out of the garbage
         # collector's full passes, which otherwise pause the worker for hundreds of ms.
         gc.freeze()

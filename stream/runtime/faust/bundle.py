@@ -34,7 +34,7 @@ class Bundle(ConsumerMessage):
             last.timestamp_type,
             None,
             None,
-            tuple(records),
+            tuple(records),  # type: ignore[arg-type]  # a bundle's value is its records
             None,
             0,
             sum(record.serialized_value_size for record in records),

@@ -88,7 +88,10 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     ) -> Any:
         self._pause_unread_changelogs(consumer, active_partitions)
         return await super()._fetch_records(
-            consumer, _LivePartitions(active_partitions), timeout, max_records
+            consumer,
+            _LivePartitions(active_partitions),  # type: ignore[arg-type]  # a set to aiokafka
+            timeout,
+            max_records,
         )
 
     def _pause_unread_changelogs(self, consumer: Any, active_partitions: Any) -> None:

@@ -25,6 +25,7 @@ class RawSchema(Schema):
         event_class = app.conf.Event
 
         async def decode(message: faust.types.Message, *, propagate: bool = False) -> Any:
-            return event_class(app, message.key, message.value, message.headers, message)
+            # conf.Event is typed as the EventT protocol; at run time it is the Event class
+            return event_class(app, message.key, message.value, message.headers, message)  # type: ignore[operator]
 
         return decode
