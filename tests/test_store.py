@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import pytest
 import redis
 from faust.types import TP
 
+from stream.adapters.redis.keys import table_pattern
+from stream.runtime.faust.table_writes import write_under_event
 from stream.runtime.store import RedisStore, partition_prefix
 from stream.settings import Settings
 
@@ -202,3 +205,67 @@ def test_a_replay_into_a_partition_redis_lost_is_reported(services: Settings) ->
         assert restarted.rebuilt_from_changelog
 
     asyncio.run(scenario())
+
+
+@dataclass
+class _ChangelogEvent:
+    """A changelog record as both stores read it (the memory store reads ``key``/``value``)."""
+
+    message: _Message
+
+    @property
+    def key(self) -> bytes:
+        return self.message.key
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value
+
+
+STORES = {"redis": lambda settings: settings.redis_dsn(), "memory": lambda settings: "memory://"}
+
+
+@pytest.mark.parametrize("backend", sorted(STORES))
+def test_the_table_contract_holds_on_every_store(services: Settings, backend: str) -> None:
+    """What the tally relies on, on the Redis store and on Faust's memory store (the benchmarks'):
+    a changelog replay (puts, then a delete), reads, writes under an event (the partition comes
+    from it, as ``AreaTransaction`` writes), iteration, size, and offsets that may be recorded."""
+    app_id = f"contract-{backend}-{uuid.uuid4().hex[:6]}"
+
+    async def scenario() -> None:
+        app = faust.App(
+            app_id, broker="kafka://localhost:1", store=STORES[backend](services), autodiscover=False
+        )
+        table = app.Table("things", key_type=bytes, value_type=bytes, partitions=2)
+        store = table.data
+        tp0, tp1 = changelog(table, 0), changelog(table, 1)
+        await store.on_rebalance({tp0, tp1}, set(), {tp0, tp1})
+        replay = [(b"a", b"1", 0, 10), (b"b", b"2", 1, 5), (b"c", b"3", 0, 11)]
+        store.apply_changelog_batch(
+            [_ChangelogEvent(_Message(*record)) for record in replay],
+            to_key=lambda k: k,
+            to_value=lambda v: v,
+        )
+        deleted = [_ChangelogEvent(_Message(b"c", None, 0, 12))]
+        store.apply_changelog_batch(deleted, to_key=lambda k: k, to_value=lambda v: v)
+        assert store.get(b"a") == b"1" and store.get(b"b") == b"2" and store.get(b"c") is None
+        assert b"c" not in store and len(store) == 2
+
+        write_under_event(store, b"d", b"4", _ChangelogEvent(_Message(b"d", b"4", 1, 0)))
+        write_under_event(store, b"a", b"5", _ChangelogEvent(_Message(b"a", b"5", 0, 0)))
+        assert dict(store.items()) == {b"a": b"5", b"b": b"2", b"d": b"4"}
+        del store[b"b"]
+        assert sorted(store.keys()) == [b"a", b"d"]
+        store.set_persisted_offset(tp1, 6)  # the tally records each acknowledged changelog record
+        assert store.persisted_offset(tp1) in (6, None)  # None: the memory store keeps no offsets
+        if hasattr(store, "flush"):
+            await store.flush()
+        await store.on_rebalance(set(), {tp0, tp1}, set())
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client = redis.Redis.from_url(services.redis_dsn())
+        keys = list(client.scan_iter(match=table_pattern(app_id)))
+        if keys:
+            client.delete(*keys)

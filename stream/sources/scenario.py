@@ -14,6 +14,7 @@ every further line is one report ``{"at": "<ISO time>", "result": {<BureauResult
 from __future__ import annotations
 
 import copy
+import csv
 import math
 import random
 from collections import Counter
@@ -108,58 +109,11 @@ _FACTS: dict[str, Any] = {
 # Per department: code, registered voters (presidential 2017, round 1, used as the roll of the
 # area its primary bureaux served and as its weight), then its largest commune: code, name,
 # registered. Taken from the ministry's per-bureau file; abroad (ZZ) left out.
-_DEPARTMENTS = """\
-01:415886:053:Bourg-en-Bresse:23698|02:375752:691:Saint-Quentin:34448|03:253508:185:Montluçon:24972
-04:126578:112:Manosque:16059|05:109907:061:Gap:28883|06:761761:088:Nice:215814
-07:249258:010:Annonay:11510|08:194379:105:Charleville-Mézières:29555|09:117409:225:Pamiers:9269
-10:203847:387:Troyes:29665|11:272695:262:Narbonne:38886|12:218276:145:Millau:16666
-13:1372394:055:Marseille:500296|14:501153:118:Caen:57617|15:117425:014:Aurillac:17485
-16:259954:015:Angoulême:26480|17:491369:300:La Rochelle:50905|18:228983:033:Bourges:45068
-19:185277:031:Brive-la-Gaillarde:32944|21:360658:231:Dijon:83110|22:455958:278:Saint-Brieuc:30233
-23:93113:096:Guéret:8427|24:314020:037:Bergerac:20019|25:368401:056:Besançon:68671
-26:369489:362:Valence:39590|27:427533:229:Évreux:26162|28:301466:085:Chartres:25013
-29:690571:019:Brest:86619|2A:108781:004:Ajaccio:35205|2B:124875:033:Bastia:21724
-30:537939:189:Nîmes:87251|31:906653:555:Toulouse:268837|32:144959:013:Auch:14672
-33:1086982:063:Bordeaux:147632|34:800394:172:Montpellier:149758|35:730142:238:Rennes:117439
-36:170409:044:Châteauroux:30410|37:428871:261:Tours:80046|38:856366:185:Grenoble:84842
-39:190332:198:Dole:16167|40:310197:192:Mont-de-Marsan:20593|41:245321:018:Blois:29678
-42:510809:218:Saint-Étienne:91822|43:177158:157:Le Puy-en-Velay:12169|44:993538:109:Nantes:187820
-45:452607:234:Orléans:62409|46:136322:042:Cahors:13896|47:240931:001:Agen:18008
-48:59508:095:Mende:7680|49:569425:007:Angers:89530|50:379104:129:Cherbourg-en-Cotentin:56155
-51:381696:454:Reims:99994|52:134148:448:Saint-Dizier:15858|53:222325:130:Laval:30937
-54:495091:395:Nancy:50129|55:137629:545:Verdun:11889|56:577012:121:Lorient:38189
-57:751271:463:Metz:70861|58:159425:194:Nevers:22826|59:1804668:350:Lille:123435
-60:562085:057:Beauvais:34277|61:208734:001:Alençon:15261|62:1090368:193:Calais:50977
-63:460939:113:Clermont-Ferrand:73071|64:502378:445:Pau:48061|65:177690:440:Tarbes:27579
-66:347914:136:Perpignan:69001|67:766539:482:Strasbourg:136807|68:526190:224:Mulhouse:50312
-69:1155604:123:Lyon:296496|70:179214:550:Vesoul:9290|71:406418:076:Chalon-sur-Saône:26332
-72:405440:181:Le Mans:89290|73:310237:065:Chambéry:33059|74:540033:010:Annecy:81502
-75:1301637:056:Paris:1301637|76:881658:351:Le Havre:107416|77:881558:108:Chelles:31745
-78:951148:646:Versailles:57898|79:272385:191:Niort:39962|80:409014:021:Amiens:73509
-81:291194:004:Albi:32568|82:183341:121:Montauban:40505|83:794777:137:Toulon:109045
-84:402323:007:Avignon:55447|85:514442:191:La Roche-sur-Yon:37360|86:307014:194:Poitiers:45954
-87:266322:085:Limoges:78450|88:282612:160:Épinal:21109|89:241918:024:Auxerre:21184
-90:95290:010:Belfort:26162|91:795227:377:Massy:28859|92:986730:012:Boulogne-Billancourt:77303
-93:766894:048:Montreuil:57574|94:785540:068:Saint-Maur-des-Fossés:51367|95:730497:018:Argenteuil:53783
-ZA:316345:101:Les Abymes:38243|ZB:310812:209:Fort-de-France:65881|ZC:92935:302:Cayenne:24534
-ZD:639481:411:Saint-Denis:101317|ZM:83047:511:Mamoudzou:14268|ZN:189483:818:Nouméa:62240
-ZP:203940:035:Papeete:19339|ZS:4966:502:Saint-Pierre:4471|ZW:8464:001:Wallis-et-Futuna:8464
-ZX:25385:801:Saint-Martin:20153"""
+_DATA = Path(__file__).with_name("data")
+_DEPARTMENTS = "seed_departments.csv"
 
 # The Loire's primary bureaux, in real communes (code, name, registered 2017, bureaux that night).
-_LOIRE_COMMUNES = """\
-218:Saint-Étienne:91822:14|207:Saint-Chamond:23999:3|187:Roanne:20090:4|279:Saint-Just-Saint-Rambert:11302:1
-095:Firminy:11104:2|147:Montbrison:10934:2|186:Rive-de-Gier:8224:2|184:Riorges:8131:1
-044:Le Chambon-Feugerolles:7750:1|189:Roche-la-Molière:7672:1|323:Veauche:7006:1|302:Sorbiers:6140:1
-005:Andrézieux-Bouthéon:6057:1|330:Villars:6046:1|316:Unieux:5971:1|094:Feurs:5535:1|127:Mably:5457:1
-071:Le Coteau:4863:1|183:La Ricamarie:4808:1|237:Saint-Jean-Bonnefonds:4779:1|305:La Talaudière:4484:1
-223:Saint-Genest-Lerpt:4289:1|275:Saint-Priest-en-Jarez:4150:1|222:Saint-Galmier:4073:1
-149:Montrond-les-Bains:3941:1|332:Villerest:3800:1|304:Sury-le-Comtal:3797:1|059:Chazelles-sur-Lyon:3736:1
-097:La Fouillouse:3475:1|256:Saint-Marcellin-en-Forez:3254:1|168:Pélussin:2811:1|052:Charlieu:2432:1
-023:Bourg-Argental:2309:1|019:Boën-sur-Lignon:2262:1|165:Panissières:2246:1|224:Saint-Genest-Malifaux:2122:1
-170:Perreux:1639:1|159:Noirétable:1290:1|289:Saint-Symphorien-de-Lay:1255:1|230:Saint-Germain-Laval:1229:1
-015:Belmont-de-la-Loire:1208:1|204:Saint-Bonnet-le-Château:966:1|248:Saint-Just-en-Chevalet:884:1
-163:La Pacaudière:825:1"""
+_LOIRE_COMMUNES = "seed_loire_communes.csv"
 
 _OVERSEAS_WEIGHT = 0.4  # fewer primary bureaux, and lower turnout, per registered voter overseas
 _BIG_CITY_BUREAUX = 10  # a commune with this many bureaux counts (and reports) like a big city
@@ -253,8 +207,10 @@ def report_delay(rng: random.Random, big_city: bool = False) -> timedelta:
     return timedelta(seconds=round(minutes * 60))
 
 
-def _parse_table(text: str) -> list[list[str]]:
-    return [item.split(":") for line in text.splitlines() for item in line.split("|")]
+def _parse_table(name: str) -> list[list[str]]:
+    """The rows of one of the seed's reference tables (``sources/data/<name>``), header left out."""
+    with (_DATA / name).open(encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))[1:]
 
 
 def _synthetic_code(k: int) -> str:
