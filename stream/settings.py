@@ -1,24 +1,96 @@
-"""Configuration, from environment variables prefixed ``SOIREE_`` (defaults suit a local run)."""
+"""Configuration: environment variables prefixed ``SOIREE_``, over an optional TOML file.
+
+The defaults suit a local run, so a worker installed from a wheel needs no file at all; an
+operator who wants one names it with ``SOIREE_CONFIG`` (or ``soiree --config FILE``).
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
-__all__ = ["Settings", "get_settings", "LEVELS"]
+from stream.errors import SoireeError
+
+__all__ = ["Settings", "get_settings", "LEVELS", "CONFIG_ENV", "ConfigError"]
 
 #: The aggregation levels, from the smallest area to the largest.
 LEVELS: tuple[str, ...] = ("bureau", "commune", "department", "nation")
+#: The environment variable naming the TOML settings file (not a setting itself: it says where they are).
+CONFIG_ENV = "SOIREE_CONFIG"
+
+
+class ConfigError(SoireeError, ValueError):
+    """Settings that cannot be used: a missing or unreadable file, an unknown key, an invalid value."""
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> ConfigError:
+        """One line naming each bad setting (not its value: it may be a secret)."""
+        where = os.environ.get(CONFIG_ENV) or "no settings file"
+        problems = "; ".join(
+            f"{e['loc'][0]} (SOIREE_{str(e['loc'][0]).upper()}): {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        return cls(f"invalid settings (environment, {where}): {problems}")
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The ``SOIREE_CONFIG`` file, which must exist, parse and name only known settings.
+
+    pydantic-settings skips a missing file and ``extra="ignore"`` drops unknown keys: a typo
+    would silently leave the default in force on election night.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise ConfigError(f"settings file {path} ({CONFIG_ENV} or --config) does not exist")
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {file_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"settings file {file_path} cannot be read: {exc}") from None
+        fields = sorted(Settings.model_fields)
+        for key in data:
+            if key not in Settings.model_fields:
+                close = difflib.get_close_matches(key.lower().removeprefix("soiree_"), fields, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"settings: {', '.join(fields)}"
+                raise ConfigError(f"settings file {file_path}: unknown setting {key!r}; {hint}")
+        return data
 
 
 class Settings(BaseSettings):
     """Every knob of Soirée. Read once per process; see the README's configuration table."""
 
     model_config = SettingsConfigDict(env_prefix="SOIREE_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then the ``SOIREE_CONFIG`` file: a variable always beats the file."""
+        sources = (init_settings, env_settings, dotenv_settings, file_secret_settings)
+        path = os.environ.get(CONFIG_ENV, "").strip()
+        return (*sources, _TomlFile(settings_cls, Path(path))) if path else sources
 
     kafka_bootstrap: str = "localhost:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -79,4 +151,5 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings, read once; ``get_settings.cache_clear()`` after changing ``SOIREE_CONFIG``."""
     return Settings()

@@ -1,8 +1,10 @@
 """docker-compose.yml, Dockerfile and .dockerignore, checked without Docker.
 
 No Docker engine runs where the tests run, so the compose file is checked by construction:
-Kafka's KRaft settings and listeners, which listener each soiree service reaches, Redis, the
-dependency graph, and every service command resolved against the real typer/click CLI.
+Kafka's KRaft settings and listeners, which listener each soiree service reaches (its settings
+read from ``config/compose.env`` through ``env_file:``, as Compose reads them), Redis and its
+mounted ``config/redis/redis.conf``, the dependency graph, and every service command resolved
+against the real typer/click CLI.
 
 Each ``check_*`` function takes the parsed compose file (a dict) and returns a list of problems
 (empty when all is well). They run on the real file, and on mutated copies to prove they fail.
@@ -18,6 +20,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,8 +53,13 @@ CONDITIONS = frozenset({"service_started", "service_healthy", "service_completed
 #: Hosts that mean "the machine running Docker", not a container on the compose network.
 HOST_SIDE = frozenset({"localhost", "127.0.0.1", "::1", "host.docker.internal"})
 
-Compose = dict[str, Any]
 Problems = list[str]
+
+
+class Compose(dict[str, Any]):
+    """The parsed compose file, and the directory its relative paths (env_file, volumes) start from."""
+
+    directory: Path = ROOT
 
 
 # -- reading the compose file -----------------------------------------------------------------
@@ -59,21 +67,86 @@ def load_compose(path: Path = COMPOSE_FILE) -> Compose:
     """The compose file as Compose reads it (YAML merge keys ``<<: *anchor`` resolved)."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     assert isinstance(data, dict), f"{path}: not a YAML mapping"
-    return data
+    compose = Compose(data)
+    compose.directory = Path(path).resolve().parent
+    return compose
 
 
 def services(compose: Compose) -> dict[str, dict[str, Any]]:
     return compose.get("services") or {}
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    """``environment`` in either syntax (mapping or ``KEY=value`` list), values as strings."""
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)")
+_SINGLE_QUOTED = re.compile(r"'([^']*)'\s*(?:#.*)?")
+_DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"\s*(?:#.*)?')
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A dotenv file as Compose reads an ``env_file``; ValueError names the first line it would not.
+
+    ``KEY=value``; ``#`` starts a comment line, or an inline comment after a blank; ``'single'``
+    quotes are literal, ``"double"`` ones take backslash escapes. A ``$`` outside single quotes
+    would be interpolated by Compose from the host's environment: refused, nothing here needs it.
+    """
+    env: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        where = f"{path.name}:{number}"
+        match = _ENV_LINE.fullmatch(text)
+        if match is None:
+            raise ValueError(f"{where}: not KEY=VALUE: {text!r}")
+        key, raw = match.groups()
+        if raw.startswith("'"):
+            quoted = _SINGLE_QUOTED.fullmatch(raw)
+            if quoted is None:
+                raise ValueError(f"{where}: {key}: unterminated single quote")
+            env[key] = quoted[1]
+            continue
+        if raw.startswith('"'):
+            quoted = _DOUBLE_QUOTED.fullmatch(raw)
+            if quoted is None:
+                raise ValueError(f"{where}: {key}: unterminated double quote")
+            value = re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), quoted[1])
+        else:
+            value = re.split(r"\s#", raw, maxsplit=1)[0].rstrip()
+        if "$" in value:
+            raise ValueError(f"{where}: {key}: '$' would be interpolated by Compose (single-quote the value)")
+        env[key] = value
+    return env
+
+
+def env_files(compose: Compose, service: dict[str, Any]) -> list[tuple[Path, bool]]:
+    """``(path, required)`` of each ``env_file`` entry (string, list, or ``{path, required}``)."""
+    entries = service.get("env_file") or []
+    entries = [entries] if isinstance(entries, str | dict) else entries
+    result = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            result.append((compose.directory / str(entry["path"]), bool(entry.get("required", True))))
+        else:
+            result.append((compose.directory / str(entry), True))
+    return result
+
+
+def environment(compose: Compose, service: dict[str, Any]) -> dict[str, str]:
+    """What the container's environment holds: its env files in order, then ``environment``
+    (either syntax, mapping or ``KEY=value`` list), which wins. A file that is missing or does
+    not parse adds nothing here; ``check_env_files`` reports it."""
+    merged: dict[str, str] = {}
+    for path, _ in env_files(compose, service):
+        try:
+            merged.update(read_env_file(path))
+        except (OSError, ValueError):
+            pass
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
-    return {
-        str(k): "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()
-    }
+    for key, value in env.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        merged[str(key)] = "" if value is None else text
+    return merged
 
 
 def command_args(service: dict[str, Any]) -> list[str]:
@@ -160,7 +233,7 @@ def only_env(env: dict[str, str]) -> Iterator[None]:
 
 def service_settings(compose: Compose, name: str) -> Settings:
     """The Settings a soiree container would read from its environment (raises if invalid)."""
-    with only_env(environment(services(compose)[name])):
+    with only_env(environment(compose, services(compose)[name])):
         return Settings()
 
 
@@ -190,7 +263,7 @@ def check_layout(compose: Compose) -> Problems:
     else:
         for name in SOIREE_SERVICES:
             service = services(compose).get(name, {})
-            for key in ("image", "build", "environment"):
+            for key in ("image", "build", "env_file", "environment"):
                 if key in shared and service.get(key) != shared[key]:
                     problems.append(f"{name}: {key} differs from x-soiree (merge it with <<: *soiree)")
     return problems
@@ -226,7 +299,7 @@ def check_images(compose: Compose) -> Problems:
 
 def kafka_env(compose: Compose) -> dict[str, str]:
     kafka = kafka_service(compose)
-    return environment(services(compose)[kafka]) if kafka else {}
+    return environment(compose, services(compose)[kafka]) if kafka else {}
 
 
 def check_kafka_kraft(compose: Compose) -> Problems:
@@ -359,7 +432,8 @@ def check_ports(compose: Compose) -> Problems:
             bind = listeners.get(name, ("", -1))[1]
             if (port, bind) not in ports:
                 problems.append(
-                    f"{kafka}: listener {name} is advertised as localhost:{port}, so {port}:{bind} must be published"
+                    f"{kafka}: listener {name} is advertised as localhost:{port}, "
+                    f"so {port}:{bind} must be published"
                 )
     return problems
 
@@ -421,7 +495,7 @@ def check_settings_env(compose: Compose) -> Problems:
     fields = set(Settings.model_fields)
     problems = []
     for name in soiree_services(compose):
-        env = environment(services(compose)[name])
+        env = environment(compose, services(compose)[name])
         for key in env:
             if key.upper().startswith(prefix) and key[len(prefix) :].lower() not in fields:
                 close = difflib.get_close_matches(key[len(prefix) :].lower(), fields, n=1)
@@ -596,11 +670,90 @@ def check_commands(compose: Compose) -> Problems:
     return problems
 
 
+def check_env_files(compose: Compose) -> Problems:
+    """The soiree services read their settings from env files that exist and parse as Compose's."""
+    problems = []
+    for name in soiree_services(compose):
+        files = env_files(compose, services(compose)[name])
+        if not files:
+            problems.append(f"{name}: no env_file (the soiree services' settings are in config/compose.env)")
+        for path, required in files:
+            if not path.is_file():
+                if required:
+                    problems.append(f"{name}: env_file {path} does not exist (Compose refuses to start)")
+                continue
+            try:
+                read_env_file(path)
+            except ValueError as exc:
+                problems.append(f"{name}: env_file {exc}")
+    return problems
+
+
+def redis_directives(text: str) -> dict[str, str]:
+    """A redis.conf as Redis reads it: a directive per line, the last one of a name wins, quotes dropped."""
+    directives: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            directives[words[0].lower()] = " ".join(words[1:])
+    return directives
+
+
+def mounted_source(compose: Compose, service: dict[str, Any], target: str) -> Path | None:
+    """The host file bind-mounted at ``target`` (short ``src:dst[:mode]`` or long syntax), if any."""
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, dict):
+            source = entry.get("source") if entry.get("target") == target else None
+        else:
+            parts = str(entry).split(":")
+            source = parts[0] if len(parts) > 1 and parts[1] == target else None
+        if source and str(source).startswith((".", "/")):  # a path, not a named volume
+            return compose.directory / str(source)
+    return None
+
+
+def check_redis_config(compose: Compose) -> Problems:
+    """Redis runs the project's redis.conf: reachable from the other containers, never evicting."""
+    redis = redis_service(compose)
+    if redis is None:
+        return ["no Redis service"]
+    service = services(compose)[redis]
+    args = command_args(service)
+    if len(args) < 2 or args[0] != "redis-server" or args[1].startswith("-"):
+        return [f"{redis}: command {args} does not run redis-server with a configuration file"]
+    source = mounted_source(compose, service, args[1])
+    if source is None:
+        return [f"{redis}: {args[1]} is not mounted from a file of the project (config/redis/redis.conf)"]
+    if not source.is_file():
+        return [f"{redis}: mounts {source} at {args[1]}, but it does not exist"]
+    conf = redis_directives(source.read_text(encoding="utf-8"))
+    problems = []
+    if conf.get("maxmemory-policy") != "noeviction":
+        problems.append(
+            f"{redis}: maxmemory-policy {conf.get('maxmemory-policy')!r} may evict keys, and an evicted "
+            "table key silently loses an area's counts: set noeviction"
+        )
+    if conf.get("appendonly") != "yes":
+        problems.append(f"{redis}: appendonly {conf.get('appendonly')!r}: the chosen persistence is the AOF")
+    binds = conf.get("bind", "* -::*").split()
+    if not any(address.lstrip("-") in ("*", "0.0.0.0", "::*", "::") for address in binds):
+        problems.append(f"{redis}: bind {conf['bind']!r} does not listen on the compose network")
+    if conf.get("protected-mode", "yes") != "no" and "requirepass" not in conf:
+        problems.append(f"{redis}: protected mode without a password refuses the other containers")
+    if conf.get("port", "6379") != "6379":
+        problems.append(f"{redis}: port {conf['port']} is not the 6379 the services and healthcheck use")
+    if conf.get("daemonize", "no") != "no":
+        problems.append(f"{redis}: daemonize {conf['daemonize']}: the container would exit at once")
+    return problems
+
+
 CHECKS: tuple[Callable[[Compose], Problems], ...] = (
     check_layout,
     check_images,
     check_kafka_kraft,
     check_ports,
+    check_env_files,
+    check_redis_config,
     check_bootstrap,
     check_redis_url,
     check_settings_env,
@@ -678,8 +831,13 @@ def test_the_cli_checker_rejects_bad_commands(args: list[str], expected: str) ->
 
 
 # -- mutated copies: the checkers must catch these ----------------------------------------------
-def _set_env(name: str, key: str, value: str | None) -> Callable[[Compose], None]:
-    def mutate(compose: Compose) -> None:
+Mutation = Callable[[Compose, Path], None]
+
+
+def _set_env(name: str, key: str, value: str | None) -> Mutation:
+    """Set (or drop) a variable in a service's ``environment:``, which wins over its env files."""
+
+    def mutate(compose: Compose, tmp: Path) -> None:
         env = dict(compose["services"][name].get("environment") or {})
         if value is None:
             env.pop(key, None)
@@ -690,14 +848,45 @@ def _set_env(name: str, key: str, value: str | None) -> Callable[[Compose], None
     return mutate
 
 
-def _set(name: str, key: str, value: Any) -> Callable[[Compose], None]:
-    def mutate(compose: Compose) -> None:
+def _edit_env_file(edit: Callable[[list[str]], list[str]]) -> Mutation:
+    """Edit the lines of (a copy of) the soiree services' env file, as a careless commit to
+    config/compose.env would; the services then name the copy by its absolute path."""
+
+    def mutate(compose: Compose, tmp: Path) -> None:
+        [(source, _)] = env_files(compose, compose["x-soiree"])
+        edited = tmp / "edited.env"
+        edited.write_text("\n".join(edit(source.read_text(encoding="utf-8").splitlines())) + "\n")
+        for service in (compose["x-soiree"], *(services(compose)[n] for n in soiree_services(compose))):
+            service["env_file"] = [str(edited)]
+
+    return mutate
+
+
+def _set_env_file(key: str, value: str | None) -> Mutation:
+    """``key=value`` in the env file instead of its line (``None``: the line deleted)."""
+
+    def edit(lines: list[str]) -> list[str]:
+        kept = [line for line in lines if line.partition("=")[0] != key]
+        return kept if value is None else [*kept, f"{key}={value}"]
+
+    return _edit_env_file(edit)
+
+
+def _set(name: str, key: str, value: Any) -> Mutation:
+    def mutate(compose: Compose, tmp: Path) -> None:
         compose["services"][name][key] = value
 
     return mutate
 
 
-MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Problems], str]] = [
+def _drop(name: str, key: str) -> Mutation:
+    def mutate(compose: Compose, tmp: Path) -> None:
+        compose["services"][name].pop(key, None)
+
+    return mutate
+
+
+MUTATIONS: list[tuple[str, Mutation, Callable[[Compose], Problems], str]] = [
     (
         "option typo",
         _set("tail", "command", ["tail", "--form-beginning", "--level", "nation"]),
@@ -713,28 +902,53 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
     ),
     ("entrypoint override", _set("tail", "entrypoint", ["python"]), check_commands, "overrides"),
     (
-        "bootstrap on localhost",
-        _set_env("worker", "SOIREE_KAFKA_BOOTSTRAP", "localhost:9092"),
+        "bootstrap on localhost in the env file",
+        _set_env_file("SOIREE_KAFKA_BOOTSTRAP", "localhost:9092"),
         check_bootstrap,
         "worker: SOIREE_KAFKA_BOOTSTRAP host 'localhost' is not the Kafka service",
     ),
     (
-        "bootstrap on the controller port",
+        "bootstrap on the controller port, overridden in one service",
         _set_env("tail", "SOIREE_KAFKA_BOOTSTRAP", "kafka:9093"),
         check_bootstrap,
         "tail: SOIREE_KAFKA_BOOTSTRAP kafka:9093 is not an advertised broker listener",
     ),
     (
         "bootstrap on the host listener",
-        _set_env("replay", "SOIREE_KAFKA_BOOTSTRAP", "kafka:29092"),
+        _set_env_file("SOIREE_KAFKA_BOOTSTRAP", "kafka:29092"),
         check_bootstrap,
         "replay: SOIREE_KAFKA_BOOTSTRAP kafka:29092",
     ),
     (
-        "bootstrap unset (defaults to localhost)",
-        _set_env("worker", "SOIREE_KAFKA_BOOTSTRAP", None),
+        "bootstrap line deleted (defaults to localhost)",
+        _set_env_file("SOIREE_KAFKA_BOOTSTRAP", None),
         check_bootstrap,
         "worker: SOIREE_KAFKA_BOOTSTRAP host 'localhost'",
+    ),
+    (
+        "env_file dropped from a service (every default: localhost)",
+        _drop("worker", "env_file"),
+        check_bootstrap,
+        "worker: SOIREE_KAFKA_BOOTSTRAP host 'localhost'",
+    ),
+    ("env_file dropped, named", _drop("tail", "env_file"), check_env_files, "tail: no env_file"),
+    (
+        "env_file missing",
+        _set("replay", "env_file", ["config/compose.env.missing"]),
+        check_env_files,
+        "replay: env_file",
+    ),
+    (
+        "env file line without '='",
+        _edit_env_file(lambda lines: [*lines, "SOIREE_APP_ID soiree"]),
+        check_env_files,
+        "not KEY=VALUE",
+    ),
+    (
+        "env file value interpolated by Compose",
+        _set_env_file("SOIREE_APP_ID", "soiree-$USER"),
+        check_env_files,
+        "'$' would be interpolated",
     ),
     (
         "advertised for the host only",
@@ -744,24 +958,30 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
     ),
     (
         "redis host typo",
-        _set_env("replay", "SOIREE_REDIS_URL", "redis://rediss:6379/0"),
+        _set_env_file("SOIREE_REDIS_URL", "redis://rediss:6379/0"),
         check_redis_url,
         "replay: SOIREE_REDIS_URL host 'rediss' is not the Redis service",
     ),
     (
         "env name typo",
-        _set_env("worker", "SOIREE_KAFKA_BOOSTRAP", "kafka:9092"),
+        _set_env_file("SOIREE_KAFKA_BOOSTRAP", "kafka:9092"),
         check_settings_env,
         "SOIREE_KAFKA_BOOSTRAP is not a Settings field (did you mean SOIREE_KAFKA_BOOTSTRAP?)",
     ),
     (
         "invalid setting value",
-        _set_env("tail", "SOIREE_PARTITIONS", "zero"),
+        _set_env_file("SOIREE_PARTITIONS", "zero"),
         check_settings_env,
         "invalid settings",
     ),
     (
-        "partitions disagree",
+        "partitions disagree (env file)",
+        _set_env_file("SOIREE_PARTITIONS", "3"),
+        check_partitions,
+        "SOIREE_PARTITIONS=3 but KAFKA_NUM_PARTITIONS=4",
+    ),
+    (
+        "partitions disagree (broker)",
         _set_env("kafka", "KAFKA_NUM_PARTITIONS", "3"),
         check_partitions,
         "KAFKA_NUM_PARTITIONS=3",
@@ -806,6 +1026,24 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
     ),
     ("redis not published", _set("redis", "ports", []), check_ports, "6379 is not published"),
     (
+        "redis without its configuration",
+        _drop("redis", "command"),
+        check_redis_config,
+        "does not run redis-server with a configuration file",
+    ),
+    (
+        "redis configuration not mounted",
+        _set("redis", "volumes", []),
+        check_redis_config,
+        "redis: /usr/local/etc/redis/redis.conf is not mounted",
+    ),
+    (
+        "redis configuration mounted from a missing file",
+        _set("redis", "volumes", ["./config/redis/redis.cnf:/usr/local/etc/redis/redis.conf:ro"]),
+        check_redis_config,
+        "redis.cnf at /usr/local/etc/redis/redis.conf, but it does not exist",
+    ),
+    (
         "waits on a service without healthcheck",
         _set(
             "tail",
@@ -834,8 +1072,8 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
         check_lifecycle,
         "replay: restart False",
     ),
-    ("a version key", lambda c: c.update(version="3.8"), check_layout, "'version' is obsolete"),
-    ("a missing service", lambda c: c["services"].pop("tail"), check_layout, "service 'tail' is missing"),
+    ("a version key", lambda c, _: c.update(version="3.8"), check_layout, "'version' is obsolete"),
+    ("a missing service", lambda c, _: c["services"].pop("tail"), check_layout, "service 'tail' is missing"),
 ]
 
 
@@ -843,39 +1081,101 @@ MUTATIONS: list[tuple[str, Callable[[Compose], None], Callable[[Compose], Proble
     ("mutate", "check", "expected"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
 )
 def test_checkers_catch_a_mutated_compose(
-    compose: Compose, mutate: Callable[[Compose], None], check: Callable[[Compose], Problems], expected: str
+    compose: Compose,
+    tmp_path: Path,
+    mutate: Mutation,
+    check: Callable[[Compose], Problems],
+    expected: str,
 ) -> None:
     mutated = copy.deepcopy(compose)
-    mutate(mutated)
+    mutate(mutated, tmp_path)
     problems = check(mutated)
     assert any(expected in problem for problem in problems), problems
     assert all_problems(mutated), "the full check must fail too"
+    assert all_problems(compose) == [], "the mutation leaked into the real file's compose"
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "expected"),
+    ("file", "old", "new", "expected"),
     [
-        ("--from-beginning", "--form-beginning", ["tail: `soiree tail` has no option --form-beginning"]),
         (
-            "SOIREE_KAFKA_BOOTSTRAP: kafka:9092",
-            "SOIREE_KAFKA_BOOTSTRAP: broker:9092",
+            "docker-compose.yml",
+            "--from-beginning",
+            "--form-beginning",
+            ["tail: `soiree tail` has no option --form-beginning"],
+        ),
+        (
+            "config/compose.env",
+            "SOIREE_KAFKA_BOOTSTRAP=kafka:9092",
+            "SOIREE_KAFKA_BOOTSTRAP=broker:9092",
             [
                 f"{name}: SOIREE_KAFKA_BOOTSTRAP host 'broker' is not the Kafka service"
                 for name in SOIREE_SERVICES
             ],
         ),
+        (
+            "docker-compose.yml",
+            "  env_file: [config/compose.env]",
+            "  env_file: [config/compose-env]",
+            [f"{name}: env_file" for name in SOIREE_SERVICES]
+            + [f"{name}: SOIREE_KAFKA_BOOTSTRAP host 'localhost'" for name in SOIREE_SERVICES],
+        ),
+        (
+            "config/redis/redis.conf",
+            "maxmemory-policy noeviction",
+            "maxmemory-policy allkeys-lru",
+            ["redis: maxmemory-policy 'allkeys-lru' may evict keys"],
+        ),
+        (
+            "config/redis/redis.conf",
+            "bind * -::*",
+            "bind 127.0.0.1 -::1",
+            ["redis: bind '127.0.0.1 -::1' does not listen on the compose network"],
+        ),
     ],
-    ids=["option typo", "wrong bootstrap host"],
+    ids=["option typo", "wrong bootstrap host", "env file renamed", "redis evicts", "redis on loopback"],
 )
-def test_a_mutated_copy_of_the_file_fails(tmp_path: Path, old: str, new: str, expected: list[str]) -> None:
+def test_a_mutated_copy_of_the_files_fails(
+    tmp_path: Path, file: str, old: str, new: str, expected: list[str]
+) -> None:
     """Edit the text of a copy, as a careless commit would, and re-read it from disk."""
-    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    shutil.copyfile(COMPOSE_FILE, tmp_path / COMPOSE_FILE.name)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    edited = tmp_path / file
+    text = edited.read_text(encoding="utf-8")
     assert old in text
-    copy_path = tmp_path / "docker-compose.yml"
-    copy_path.write_text(text.replace(old, new), encoding="utf-8")
-    problems = all_problems(load_compose(copy_path))
+    edited.write_text(text.replace(old, new), encoding="utf-8")
+    problems = all_problems(load_compose(tmp_path / COMPOSE_FILE.name))
     for item in expected:
         assert any(item in problem for problem in problems), problems
+
+
+def test_an_unchanged_copy_passes(tmp_path: Path) -> None:
+    """The copies above fail because of their edit, not because they were moved."""
+    shutil.copyfile(COMPOSE_FILE, tmp_path / COMPOSE_FILE.name)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    assert all_problems(load_compose(tmp_path / COMPOSE_FILE.name)) == []
+
+
+def test_env_file_reader_follows_compose_quoting(tmp_path: Path) -> None:
+    path = tmp_path / "x.env"
+    lines = [
+        "# comment",
+        "",
+        "A=plain # inline comment",
+        """B='["x","y"]'""",
+        r'C="two\nlines" # c',
+        "D=",
+        "export E=e",
+        "F=a#b",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = {"A": "plain", "B": '["x","y"]', "C": "two\nlines", "D": "", "E": "e", "F": "a#b"}
+    assert read_env_file(path) == expected
+    for bad in ("G='open", "no equals sign", 'H="$HOME"', "I=${HOME}"):
+        path.write_text(bad + "\n", encoding="utf-8")
+        with pytest.raises(ValueError):
+            read_env_file(path)
 
 
 # -- Dockerfile and .dockerignore ---------------------------------------------------------------

@@ -9,14 +9,15 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from stream.settings import LEVELS, get_settings
+from stream.settings import CONFIG_ENV, LEVELS, ConfigError, get_settings
 
 app = typer.Typer(help="Soirée: exact election-night totals and change events.", no_args_is_help=True)
 election_app = typer.Typer(help="Register and inspect election definitions.", no_args_is_help=True)
@@ -70,6 +71,32 @@ def _check_level(level: str) -> str:
     return level
 
 
+@app.callback()
+def _options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            dir_okay=False,
+            help=f"settings file (TOML, see config/soiree.toml.example; or {CONFIG_ENV}); "
+            "SOIREE_* variables override it",
+        ),
+    ] = None,
+) -> None:
+    """Soirée: exact election-night totals and change events."""
+    if config is not None:
+        # Through the environment, so that the processes the command starts (workers) read it too.
+        os.environ[CONFIG_ENV] = str(config.resolve())
+        get_settings.cache_clear()
+    try:  # read now: a bad file or value is one line here, not a traceback in the middle of a command
+        get_settings()
+    except ValidationError as exc:
+        fail(str(ConfigError.from_validation(exc)))
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 # -- infrastructure ---------------------------------------------------------------------------
 @app.command()
 def up() -> None:
@@ -102,6 +129,16 @@ def worker(
     election: list[str] | None = typer.Option(
         None, help="refuse to start unless this election is registered (repeatable)"
     ),
+    log_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-config",
+            metavar="FILE",
+            dir_okay=False,
+            help="logging.config.dictConfig file (YAML), e.g. config/logging.yaml; sets the levels instead "
+            "of --loglevel",
+        ),
+    ] = None,
 ) -> None:
     """Run a Faust worker in the foreground (several may run at once)."""
     import faust
@@ -109,8 +146,15 @@ def worker(
     from stream.adapters.kafka.definitions import restore_from_log
     from stream.adapters.kafka.topics import TopicsMisconfigured, ensure_topics
     from stream.adapters.redis.elections import list_elections
+    from stream.logs import load_logging_config
     from stream.runtime.app import GC_THRESHOLDS, create_app
 
+    logging_config = None
+    if log_config is not None:
+        try:
+            logging_config = load_logging_config(log_config)
+        except ConfigError as exc:
+            fail(str(exc))
     settings = get_settings()
     try:
         asyncio.run(ensure_topics(settings))
@@ -145,7 +189,7 @@ def worker(
     faust_app = create_app(settings)
     faust_app.pipeline.elections.preload(election or [])  # type: ignore[attr-defined]
     sys.argv = [sys.argv[0], "worker"]
-    faust.Worker(faust_app, loglevel=loglevel).execute_from_commandline()
+    faust.Worker(faust_app, loglevel=loglevel, logging_config=logging_config).execute_from_commandline()
 
 
 # -- elections ------------------------------------------------------------------------------

@@ -525,16 +525,23 @@ def _start_kafka(settings: Settings, console: Console | None) -> ServiceStatus:
 
 
 def _redis_conf(settings: Settings, host: str, port: int, username: str | None, password: str | None) -> Path:
-    """A redis.conf (mode 0600: it may hold the password, which must not show in ``ps``)."""
+    """A redis.conf (mode 0600: it may hold the password, which must not show in ``ps``).
+
+    Persistence and eviction are those of ``config/redis/redis.conf`` (the copy an operator edits,
+    for compose), carried here so that a wheel install without ``config/`` runs the same Redis:
+    an append-only file synced every second, and never an evicted key (a lost area's counts).
+    """
     data = _home(settings) / "redis"
     data.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# written by soiree (stream/devstack) at each start",
+        "# written by soiree (stream/devstack) at each start; see config/redis/redis.conf",
         f"port {port}",
         f"bind {'::1' if host == '::1' else '127.0.0.1'}",
         f'dir "{data}"',
+        "appendonly yes",
+        "appendfsync everysec",
         'save ""',
-        "appendonly no",
+        "maxmemory-policy noeviction",
         "daemonize no",
         'logfile ""',  # stdout, which goes to logs/redis.log
     ]
