@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
-from rich.text import Text
 from rich.table import Table
+from rich.text import Text
 
 from stream.adapters.redis.keys import results_key
 from stream.cli.replay import renamed, run_replay
@@ -58,7 +58,8 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
             worker.kill()
     _print_outcome(console, scenario, final)
     console.print(
-        f"\nKafka and Redis keep running. Try [bold]soiree results department --election {scenario.election.election}[/]"
+        "\nKafka and Redis keep running. Try "
+        f"[bold]soiree results department --election {scenario.election.election}[/]"
         " or [bold]soiree tail --from-beginning --level nation[/]; [bold]soiree down[/] stops them."
     )
 
@@ -195,13 +196,15 @@ def _print_outcome(console: Console, scenario: Scenario, final: dict[tuple[str, 
     first = facts.get("first_round_voters", {})
     if nation and loire:
         console.print(
-            f"Nation: Hamon {nation.shares.get('HAMON', 0):.2f} %, Valls {nation.shares.get('VALLS', 0):.2f} %, "
+            f"Nation: Hamon {nation.shares.get('HAMON', 0):.2f} %, "
+            f"Valls {nation.shares.get('VALLS', 0):.2f} %, "
             f"{nation.voters:,} voters"
             + (f" ({nation.voters - first['FR']:+,} on the first round)" if "FR" in first else "")
         )
         if "42" in first:
             growth = 100.0 * (loire.voters - first["42"]) / first["42"]
             console.print(
-                f"Loire: {loire.voters:,} voters in {loire.bureaux_total} bureaux, Hamon {loire.votes.get('HAMON', 0):,} "
+                f"Loire: {loire.voters:,} voters in {loire.bureaux_total} bureaux, "
+                f"Hamon {loire.votes.get('HAMON', 0):,} "
                 f"({loire.shares.get('HAMON', 0):.1f} %), turnout up {growth:.1f} % on the first round"
             )

@@ -12,7 +12,6 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, Protocol
 
 import orjson
-from pydantic_core import ErrorDetails
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,6 +20,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from stream.errors import InvalidResult
 
@@ -74,7 +74,8 @@ class RollEntry(BaseModel):
     def _commune_in_department(self) -> RollEntry:
         if not self.commune.startswith(self.department):
             raise ValueError(
-                f"bureau {self.bureau}: commune id {self.commune!r} must start with its department code {self.department!r}"
+                f"bureau {self.bureau}: commune id {self.commune!r} must start with its department code "
+                f"{self.department!r}"
             )
         return self
 
@@ -331,7 +332,8 @@ def check_against_election(result: BureauResult, election: KnownElection | None)
         )
     if result.voters > entry.registered:
         raise InvalidResult(
-            f"bureau {result.bureau}: voters = {result.voters} exceeds the roll's registered = {entry.registered}"
+            f"bureau {result.bureau}: voters = {result.voters} exceeds the roll's registered = "
+            f"{entry.registered}"
         )
 
 

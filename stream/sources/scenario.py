@@ -581,7 +581,8 @@ def load_scenario(path: Path) -> Scenario:
                 raise ScenarioError(f"{where}: invalid report: {_reason(exc)}") from None
             if report.result.election != election.election:
                 raise ScenarioError(
-                    f"{where}: result is for election {report.result.election!r}, the scenario is {election.election!r}"
+                    f"{where}: result is for election {report.result.election!r}, "
+                    f"the scenario is {election.election!r}"
                 )
             try:
                 check_against_election(report.result, election)

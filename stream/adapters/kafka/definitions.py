@@ -55,7 +55,8 @@ async def publish_definition(settings: Settings, election_id: str, definition: b
     if len(value) > ELECTIONS_MAX_MESSAGE_BYTES - 1024:
         raise DefinitionTooLarge(
             f"election {election_id}: the definition ({len(definition) / 1e6:.0f} MB of JSON) is "
-            f"{len(value) / 1e6:.0f} MB gzipped, over the {ELECTIONS_MAX_MESSAGE_BYTES // 2**20} MiB a message may hold"
+            f"{len(value) / 1e6:.0f} MB gzipped, over the {ELECTIONS_MAX_MESSAGE_BYTES // 2**20} MiB "
+            "a message may hold"
         )
     producer = AIOKafkaProducer(
         **client_options(settings), acks="all", max_request_size=ELECTIONS_MAX_MESSAGE_BYTES

@@ -56,7 +56,8 @@ def check_line(raw: bytes, election: Election, max_bytes: int) -> dict[str, Any]
     result = parse_result(_with_election(raw, election.election), max_bytes)
     if result.election != election.election:
         raise InvalidResult(
-            f"bureau {result.bureau}: election {result.election!r} in a file ingested as {election.election!r}"
+            f"bureau {result.bureau}: election {result.election!r} "
+            f"in a file ingested as {election.election!r}"
         )
     check_against_election(result, election)
     return result.model_dump(mode="json", exclude_none=True)

@@ -1,4 +1,5 @@
-"""Every Redis key Soirée reads or writes, in one place (other programs read them: README, "What Redis holds").
+"""Every Redis key Soirée reads or writes, in one place (other programs read them too: see the
+README, "What Redis holds").
 
 ::
 
