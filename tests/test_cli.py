@@ -156,3 +156,46 @@ def test_clear_errors_without_services(tmp_path: Path) -> None:
     assert "Redis is not reachable at redis://:***@127.0.0.1:1/0" in done.stderr
     assert "secret" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_kafka_refusal_during_ingest_is_one_clear_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    """Kafka errors are told apart by type: a refusal (here a message too large) is not reported
+    as "Kafka is not reachable", and no error class is matched by its name any more."""
+    import asyncio
+
+    import pytest
+    import typer
+    from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+    from stream.adapters.kafka import publisher
+    from stream.cli import commands
+    from stream.settings import Settings
+
+    election = mini_election()
+    path = tmp_path / "results.jsonl"
+    line = result(election.election, election.bureaux[0].bureau, 1, dict.fromkeys(CANDIDATES, 1))
+    path.write_bytes(orjson.dumps(line) + b"\n")
+
+    for error, said in (
+        (MessageSizeTooLargeError("the broker says 1048588 bytes is too many"), "Kafka refused: Message"),
+        (KafkaConnectionError("no route"), "Kafka is not reachable at"),
+    ):
+
+        class Refused:
+            failure = error
+
+            def __init__(self, *args: Any) -> None:
+                pass
+
+            async def __aenter__(self) -> Any:
+                raise self.failure
+
+            async def __aexit__(self, *args: Any) -> None:
+                pass
+
+        monkeypatch.setattr(publisher, "Publisher", Refused)
+        with pytest.raises(typer.Exit):
+            asyncio.run(commands._ingest(Settings(), election, str(path), "jsonl", None, False))
+        assert said in capsys.readouterr().err

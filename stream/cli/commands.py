@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from stream.errors import SoireeError
 from stream.settings import CONFIG_ENV, LEVELS, ConfigError, get_settings
 
 app = typer.Typer(help="Soirée: exact election-night totals and change events.", no_args_is_help=True)
@@ -27,9 +28,21 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+def fail_on_kafka(settings: Any, exc: Exception) -> NoReturn:
+    """One clear line for a Kafka error: unreachable (run `soiree up`), or what the broker refused."""
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
+        fail(
+            f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); "
+            "run `soiree up` first"
+        )
+    fail(f"Kafka refused: {type(exc).__name__}: {exc}")
 
 
 def _register(election: Any) -> None:
@@ -46,9 +59,7 @@ def _register(election: Any) -> None:
     except (DefinitionTooLarge, TopicsMisconfigured) as exc:
         fail(str(exc))
     except (KafkaError, OSError) as exc:
-        fail(
-            f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); run `soiree up` first"
-        )
+        fail_on_kafka(settings, exc)
 
 
 def _redis() -> Any:
@@ -60,7 +71,8 @@ def _redis() -> Any:
         client.ping()
     except redis.RedisError as exc:
         fail(
-            f"Redis is not reachable at {settings.redis_display()} ({exc.__class__.__name__}); run `soiree up` first"
+            f"Redis is not reachable at {settings.redis_display()} ({exc.__class__.__name__}); "
+            "run `soiree up` first"
         )
     return client
 
@@ -142,12 +154,19 @@ def worker(
 ) -> None:
     """Run a Faust worker in the foreground (several may run at once)."""
     import faust
+    from aiokafka.errors import KafkaError
 
     from stream.adapters.kafka.definitions import restore_from_log
-    from stream.adapters.kafka.topics import TopicsMisconfigured, ensure_topics
+    from stream.adapters.kafka.topics import ensure_topics
     from stream.adapters.redis.elections import list_elections
     from stream.logs import load_logging_config
     from stream.runtime.app import GC_THRESHOLDS, create_app
+    from stream.runtime.faust.versions import check_versions
+
+    try:
+        check_versions()  # before anything else: the Faust patches were written for the pinned versions
+    except SoireeError as exc:
+        fail(str(exc))
 
     logging_config = None
     if log_config is not None:
@@ -158,35 +177,38 @@ def worker(
     settings = get_settings()
     try:
         asyncio.run(ensure_topics(settings))
-    except TopicsMisconfigured as exc:
+    except SoireeError as exc:  # topics misconfigured, or refused by the broker
         fail(str(exc))
-    except Exception as exc:  # noqa: BLE001
-        fail(
-            f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); run `soiree up` first"
-        )
+    except (KafkaError, OSError) as exc:
+        fail_on_kafka(settings, exc)
     client = _redis()
     restored = asyncio.run(restore_from_log(settings))  # Redis may have lost them; the topic has not
     if restored:
         err.print(
-            f"[yellow]note:[/] restored {len(restored)} election definitions that Redis had lost: {', '.join(restored)}"
+            f"[yellow]note:[/] restored {len(restored)} election definitions that Redis had lost: "
+            f"{', '.join(restored)}"
         )
     registered = list_elections(client)
     missing = [e for e in election or [] if e not in registered]
     if missing:
         fail(
-            f"election {', '.join(missing)} is not registered (registered: {', '.join(registered) or 'none'}); "
-            "run `soiree election create` first"
+            f"election {', '.join(missing)} is not registered "
+            f"(registered: {', '.join(registered) or 'none'}); run `soiree election create` first"
         )
     if not registered:
         err.print("[yellow]warning:[/] no election is registered yet; results will be rejected until one is")
     console.print(
-        f"worker [bold]{settings.app_id}[/] on Kafka {settings.kafka_bootstrap}, Redis {settings.redis_display()}"
+        f"worker [bold]{settings.app_id}[/] on Kafka {settings.kafka_bootstrap}, "
+        f"Redis {settings.redis_display()}"
     )
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the same asyncio, a faster loop
     gc.set_threshold(*GC_THRESHOLDS)
-    faust_app = create_app(settings)
+    try:
+        faust_app = create_app(settings)
+    except SoireeError as exc:
+        fail(str(exc))
     faust_app.pipeline.elections.preload(election or [])  # type: ignore[attr-defined]
     sys.argv = [sys.argv[0], "worker"]
     faust.Worker(faust_app, loglevel=loglevel, logging_config=logging_config).execute_from_commandline()
@@ -228,7 +250,8 @@ def election_create(
     communes = {entry.commune for entry in definition.bureaux}
     console.print(
         f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}): "
-        f"{len(definition.candidates)} candidates, {len(definition.bureaux):,} bureaux, {len(communes):,} communes"
+        f"{len(definition.candidates)} candidates, {len(definition.bureaux):,} bureaux, "
+        f"{len(communes):,} communes"
     )
 
 
@@ -351,15 +374,15 @@ async def _ingest(
     if dry_run:
         await run(None)
     else:
+        from aiokafka.errors import KafkaError
+
         from stream.adapters.kafka.publisher import Publisher
 
         try:
             async with Publisher(settings, rate) as publisher:
                 await run(publisher)
-        except Exception as exc:  # noqa: BLE001
-            if "KafkaConnection" in type(exc).__name__ or "Kafka" in type(exc).__name__:
-                fail(f"Kafka is not reachable at {settings.kafka_bootstrap} ({exc}); run `soiree up` first")
-            raise
+        except (KafkaError, OSError) as exc:
+            fail_on_kafka(settings, exc)
     return report
 
 

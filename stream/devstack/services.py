@@ -527,9 +527,10 @@ def _start_kafka(settings: Settings, console: Console | None) -> ServiceStatus:
 def _redis_conf(settings: Settings, host: str, port: int, username: str | None, password: str | None) -> Path:
     """A redis.conf (mode 0600: it may hold the password, which must not show in ``ps``).
 
-    Persistence and eviction are those of ``config/redis/redis.conf`` (the copy an operator edits,
-    for compose), carried here so that a wheel install without ``config/`` runs the same Redis:
-    an append-only file synced every second, and never an evicted key (a lost area's counts).
+    Never an evicted key (an evicted table key would lose an area's counts), as in
+    ``config/redis/redis.conf`` (compose's). Unlike compose's, nothing is kept on disk: the local
+    stack is for replays, and a Redis that comes back empty is what workers recover from (the
+    definitions from their topic, the tables from their changelog); the fault tests restart it so.
     """
     data = _home(settings) / "redis"
     data.mkdir(parents=True, exist_ok=True)
@@ -538,8 +539,7 @@ def _redis_conf(settings: Settings, host: str, port: int, username: str | None, 
         f"port {port}",
         f"bind {'::1' if host == '::1' else '127.0.0.1'}",
         f'dir "{data}"',
-        "appendonly yes",
-        "appendfsync everysec",
+        "appendonly no",  # no persistence, on purpose (above)
         'save ""',
         "maxmemory-policy noeviction",
         "daemonize no",
