@@ -365,5 +365,5 @@ def test_both_redis_configurations_never_evict_and_choose_their_persistence(tmp_
     ours = redis_directives(written.read_text(encoding="utf-8"))
     editable = redis_directives((CONFIG / "redis" / "redis.conf").read_text(encoding="utf-8"))
     assert editable["appendonly"] == "yes" and editable["appendfsync"] == "everysec"
-    assert ours["appendonly"] == "no" and ours["save"] in ('', '""', "''")  # no RDB snapshots either
+    assert ours["appendonly"] == "no" and ours["save"] in ("", '""', "''")  # no RDB snapshots either
     assert editable["maxmemory-policy"] == ours["maxmemory-policy"] == "noeviction"
