@@ -18,7 +18,10 @@ correction lost, or a taken-over partition no longer processed at all; docs/reli
 
 **Shortcuts**, for CPU: a direct delivery instead of a race per record (``consumer``), the
 records of a partition's fetch as one message (``bundle.Bundle``), no per-message statistics
-(``monitor.QuietMonitor``), keys and values left as Kafka's bytes (``schema.RawSchema``).
+(``monitor.QuietMonitor``), keys and values left as Kafka's bytes (``schema.RawSchema``), a
+chunk's messages as aiokafka record batches (``outbox.Outbox``), and table writes made under the
+event that gives their partition, so that a whole chunk's changelog records go out at once
+(``table_writes``).
 
 ``app.SoireeApp`` installs the consumer, and refuses to start on other versions than
 ``versions.PINNED``; pass ``TableManager=SeekFirstTableManager`` and ``Monitor=QuietMonitor`` to

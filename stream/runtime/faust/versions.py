@@ -63,6 +63,9 @@ COPIED: Final[Mapping[str, str]] = {
 #: replaces it with nothing, or feeds it something it must accept): a change there can make the
 #: patch wrong without an error. Dotted path -> ``source_hash``.
 ASSUMED: Final[Mapping[str, str]] = {
+    # table_writes.write_under_event: the stores read a write's partition from current_event(),
+    # which returns what the private _current_event variable holds (a weak reference)
+    "faust.streams.current_event": "3b821f1a78d86a58234dfe781fbf539775b00e66fdac9489c1c398a2d81d7e9d",
     # consumer._DeliveryCheck: a delivery waits only for flow control, the producer's buffer,
     # the partition-to-callback lock and a full stream buffer, each as read there
     "faust.transport.conductor.ConductorCompiler.build": (
