@@ -1,7 +1,7 @@
 """What tests and benchmarks share: stand-ins for Kafka, the table and Redis, to run ``Pipeline``
 in-process without services, and ``forget_run`` to delete what a run left on the real ones.
 
-Used by the unit tests of ``stream.outbox`` and of the tally's in-memory states, and by
+Used by the unit tests of ``runtime.faust.outbox`` and of the tally's in-memory states, and by
 ``bench/tally_cpu.py``. Record batches are still built by a real aiokafka producer (never
 started) and read back with aiokafka's own decoder, so what a test sees is what Kafka would get.
 """

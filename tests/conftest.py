@@ -1,4 +1,4 @@
-"""Shared fixtures. The real Kafka and Redis come from ``stream.infra`` (as ``soiree up`` does)."""
+"""Shared fixtures. The real Kafka and Redis come from ``stream.devstack`` (as ``soiree up`` does)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What is worth announcing (``stream.changes``): leaders, standings, change events.
 
 Standings and events are plain dicts on the hot path; here every one of them must validate as
-``models.Standings`` / ``models.UpdateEvent``. Expected leaders, turnouts and event counts come
+``messages.Standings`` / ``messages.UpdateEvent``. Expected leaders, turnouts and event counts come
 from independent arithmetic in the tests (integers where possible), not from the code under test.
 """
 

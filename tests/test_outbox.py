@@ -1,4 +1,4 @@
-"""``stream.outbox``: messages reach their partitions whole, in order, in as many record batches
+"""``stream.runtime.faust.outbox``: messages reach their partitions whole, in order, in as many record batches
 as they need, whether the topic's metadata was known when they were added or not.
 
 A real aiokafka producer builds the record batches (``fakes.FakeProducer``: never started, it keeps

@@ -12,9 +12,9 @@ import pytest
 import redis
 from faust.types import TP
 
-from stream.adapters.redis.keys import table_pattern
+from stream.adapters.redis.keys import table_partition_prefix, table_pattern
 from stream.runtime.faust.table_writes import write_under_event
-from stream.runtime.store import RedisStore, partition_prefix
+from stream.runtime.store import RedisStore
 from stream.settings import Settings
 
 
@@ -36,7 +36,7 @@ def make_store(settings: Settings, app_id: str) -> tuple[RedisStore, Any]:
     table = app.Table("things", key_type=bytes, value_type=bytes, partitions=2)
     store = table.data
     assert isinstance(store, RedisStore), (
-        "the redis:// scheme must resolve to stream.store.RedisStore (entry point)"
+        "the redis:// scheme must resolve to stream.runtime.store.RedisStore (entry point)"
     )
     return store, table
 
@@ -80,7 +80,7 @@ def test_store_contract(services: Settings) -> None:
         await store.flush()
 
         # what another program sees: one hash and one offset per partition, documented layout
-        p0, p1 = partition_prefix(app_id, "things", 0), partition_prefix(app_id, "things", 1)
+        p0, p1 = table_partition_prefix(app_id, "things", 0), table_partition_prefix(app_id, "things", 1)
         assert p0 == "soiree:{" + app_id + ":things:0}"
         assert plain.hgetall(p0 + ":data") == {b"a": b"1"}
         assert plain.get(p0 + ":offset") == b"12"
@@ -169,13 +169,13 @@ def test_a_partition_given_up_while_redis_is_away_is_not_written_later(services:
         store._set(b"mine", b"kept", partition=0)
         store.set_persisted_offset(tp1, 7)
         await store.on_rebalance({tp0}, {tp1}, set())  # the flush before giving it up fails
-        prefix1 = partition_prefix(app_id, "things", 1)
+        prefix1 = table_partition_prefix(app_id, "things", 1)
         plain.hset(prefix1 + ":data", b"area", b"newer, by the next owner")
         store._flush_script = working
         await store.flush()
         assert plain.hgetall(prefix1 + ":data") == {b"area": b"newer, by the next owner"}
         assert plain.get(prefix1 + ":offset") is None
-        assert plain.hgetall(partition_prefix(app_id, "things", 0) + ":data") == {b"mine": b"kept"}
+        assert plain.hgetall(table_partition_prefix(app_id, "things", 0) + ":data") == {b"mine": b"kept"}
 
     asyncio.run(scenario())
 

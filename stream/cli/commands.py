@@ -49,14 +49,13 @@ def _register(election: Any) -> None:
     """Register a definition in Kafka (durable) and Redis, or fail with one clear line."""
     from aiokafka.errors import KafkaError
 
-    from stream.adapters.kafka.definitions import DefinitionTooLarge, register_election
-    from stream.adapters.kafka.topics import TopicsMisconfigured
+    from stream.adapters.kafka.definitions import register_election
 
     settings = get_settings()
     client = _redis()
     try:
         register_election(settings, client, election)
-    except (DefinitionTooLarge, TopicsMisconfigured) as exc:
+    except SoireeError as exc:  # too large a definition, misconfigured or refused topics
         fail(str(exc))
     except (KafkaError, OSError) as exc:
         fail_on_kafka(settings, exc)

@@ -1,7 +1,7 @@
 """What is worth announcing: leader and turnout change detection (pure, no I/O).
 
-Results and events are built as plain dicts shaped exactly like ``models.Standings`` and
-``models.UpdateEvent`` (the tests check they validate): pydantic per message costs too much.
+Results and events are built as plain dicts shaped exactly like ``messages.Standings`` and
+``messages.UpdateEvent`` (the tests check they validate): pydantic per message costs too much.
 
 Each area remembers what was last *announced* about it (``AreaState.announced``), and new
 standings are compared with that, not with the previous total: a turnout creeping up by

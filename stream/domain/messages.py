@@ -298,7 +298,7 @@ def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
 
 
 class KnownElection(Protocol):
-    """What the roll checks need: a ``models.Election``, or the worker's ``ElectionIndex``."""
+    """What the roll checks need: a ``messages.Election``, or the worker's ``ElectionIndex``."""
 
     @property
     def election(self) -> str: ...

@@ -49,7 +49,7 @@ class _AreaNames:
 class ElectionIndex:
     """What a worker needs of an election definition, and nothing more.
 
-    A validated ``models.Election`` keeps a pydantic object per bureau: about 1.6 kB each, 110 MB
+    A validated ``messages.Election`` keeps a pydantic object per bureau: about 1.6 kB each, 110 MB
     for the 2017 roll and over a gigabyte for a million bureaux. A worker only looks bureaux up,
     so it keeps one small tuple per bureau, names of communes and departments once, and the
     definition itself compressed (to register it again if Redis loses it). Built from the JSON

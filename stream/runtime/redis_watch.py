@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import orjson
 import redis.asyncio as aioredis
@@ -43,7 +44,7 @@ class RedisWatch:
         marker: str,
         elections: ElectionCache,
         areas: TableT,
-        departments: dict[bytes, AreaState],
+        departments: Callable[[], dict[bytes, AreaState]],
         standings: StandingsWriter,
     ) -> None:
         self.settings = settings
@@ -99,7 +100,7 @@ class RedisWatch:
                     election = None
                 if election is None or raw is None:
                     continue
-                state = self.departments.get(key) if level == "department" else None
+                state = self.departments().get(key) if level == "department" else None
                 state = state or AreaState.from_json(orjson.loads(raw))
                 for view_key, standings in standings_of(election, level, area, state):
                     pipe.set(view_key, dumps(standings), nx=True)

@@ -71,8 +71,8 @@ class Router:
                 f"(all reports of a bureau must share a partition to keep their order)"
             )
         election = self.elections.get(result.election)
-        if election is None:  # validate_result found it; only a concurrent eviction could lose it
-            raise InvalidResult(f"bureau {result.bureau}: unknown election {result.election!r}")
+        if election is None:  # validate_result found it: a bug, dead-lettered as such by _route
+            raise RuntimeError(f"election {result.election!r} validated but not found")
         entry = election.roll[result.bureau]
         tally = Tally.of_result(result, entry.registered)
         return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]

@@ -40,7 +40,7 @@ from yarl import URL
 
 from stream.adapters.redis.keys import table_partition_prefix
 
-__all__ = ["RedisStore", "partition_prefix"]
+__all__ = ["RedisStore"]
 
 #: Seconds between two flushes of dirty keys to Redis.
 FLUSH_INTERVAL = 0.2
@@ -68,11 +68,6 @@ return 1
 """.replace("%(chunk)d", str(_CHUNK))
 
 
-def partition_prefix(app_id: str, table: str, partition: int) -> str:
-    """The Redis key prefix of one table partition (with its Cluster hash tag)."""
-    return table_partition_prefix(app_id, table, partition)
-
-
 def _masked(url: URL) -> str:
     return str(url.with_password("***")) if url.password else str(url)
 
@@ -95,7 +90,7 @@ class RedisStore(SerializedStore):
         #: partitions loaded while Redis had no data for them: their changelog is replayed whole
         self._lost: set[int] = set()
         #: set when such a replay brought keys back; what Redis derived from them (the standings)
-        #: is then missing too, and nothing else would tell (``Pipeline.check_redis``)
+        #: is then missing too, and nothing else would tell (``RedisWatch.check``)
         self.rebuilt_from_changelog = False
         self._flush_lock = asyncio.Lock()
         self._flush_script = self._async.register_script(_FLUSH_SCRIPT)
@@ -112,7 +107,7 @@ class RedisStore(SerializedStore):
         return f"{type(self).__name__}: {_masked(self.url)}"
 
     def _prefix(self, partition: int) -> str:
-        return partition_prefix(self.app.conf.id, self.table_name, partition)
+        return table_partition_prefix(self.app.conf.id, self.table_name, partition)
 
     # -- the SerializedStore contract --------------------------------------------------
     def _current_partition(self) -> int:
@@ -133,7 +128,7 @@ class RedisStore(SerializedStore):
         else:
             # Kept for the partition's lifetime, so kept at its size: orjson returns bytes with
             # its whole growth buffer behind them (a 3 kB state holds 32 kB), which made the
-            # 2017 night's 35,000 commune states cost 150 MB instead of 35 MB (``outbox.dumps``).
+            # 2017 night's 35,000 commune states cost 150 MB instead of 35 MB (``domain.encoding.dumps``).
             value = bytes(memoryview(value))
             self._values[key] = value
             self._partition_of[key] = partition

@@ -29,7 +29,6 @@ __all__ = [
     "publish_definition",
     "read_definitions",
     "restore_from_log",
-    "DefinitionTooLarge",
 ]
 
 

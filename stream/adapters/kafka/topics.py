@@ -16,8 +16,6 @@ __all__ = [
     "contributions_topic",
     "nation_topic",
     "ensure_topics",
-    "TopicsMisconfigured",
-    "TopicCreationFailed",
     "changelog_topic",
     "co_partitioned",
     "topic_partitions",

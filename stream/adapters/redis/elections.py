@@ -2,7 +2,7 @@
 
 Layout: ``soiree:election:<id>`` holds the definition's JSON (the PRODUCT.md shape);
 the set ``soiree:elections`` lists the ids. The durable copy is a Kafka topic
-(``election_log``): Redis may lose its data, the topic does not.
+(``adapters.kafka.definitions``): Redis may lose its data, the topic does not.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from stream.adapters.redis.keys import ELECTIONS, election_key
 from stream.domain.messages import Election
-from stream.domain.roll import ElectionIndex, Placement
+from stream.domain.roll import ElectionIndex
 from stream.errors import ElectionsUnavailable
 
 __all__ = [
@@ -24,9 +24,6 @@ __all__ = [
     "load_election",
     "list_elections",
     "ElectionCache",
-    "ElectionIndex",
-    "Placement",
-    "ElectionsUnavailable",
 ]
 
 
