@@ -41,7 +41,7 @@ from stream.adapters.kafka.topics import ensure_topics
 from stream.adapters.redis.keys import results_key
 from stream.domain.messages import NATION, Election
 from stream.settings import Settings
-from stream.testing import forget_run
+from stream.testing import forget_run, private_settings
 
 CANDIDATES = ["A", "B", "C", "D", "E", "F"]
 
@@ -91,15 +91,7 @@ def generated_night(size: int, seed: int = 1) -> tuple[Election, list[dict[str, 
 
 def run(size: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
-    settings = Settings().model_copy(
-        update=dict(
-            app_id=f"growth-{tag}",
-            results_topic=f"growth-{tag}-results",
-            rejected_topic=f"growth-{tag}-rejected",
-            updates_topic=f"growth-{tag}-updates",
-            elections_topic=f"growth-{tag}-elections",
-        )
-    )
+    settings = private_settings(Settings(), f"growth-{tag}")
     election, results = generated_night(size)
     client = redis.Redis.from_url(settings.redis_dsn())
     register_election(settings, client, election)

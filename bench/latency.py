@@ -35,7 +35,7 @@ from stream.adapters.kafka.publisher import Publisher
 from stream.adapters.kafka.topics import ensure_topics
 from stream.settings import Settings
 from stream.sources.ministry import election_from_ministry, results_from_ministry
-from stream.testing import forget_run
+from stream.testing import forget_run, private_settings
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -142,16 +142,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench/results/latency.json")
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:6]
-    settings = Settings().model_copy(
-        update=dict(
-            app_id=f"lat-{tag}",
-            results_topic=f"lat-{tag}-results",
-            rejected_topic=f"lat-{tag}-rejected",
-            updates_topic=f"lat-{tag}-updates",
-            elections_topic=f"lat-{tag}-elections",
-            turnout_step=0.000001,
-        )
-    )
+    settings = private_settings(Settings(), f"lat-{tag}", turnout_step=0.000001)
     require(settings, args.data)
     path = args.data / ROUND1
     election = election_from_ministry(path, f"pres2017-t1-lat-{tag}")

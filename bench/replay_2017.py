@@ -48,7 +48,7 @@ from stream.adapters.redis.standings import read_standings
 from stream.devstack import services as infra
 from stream.settings import Settings
 from stream.sources.ministry import election_from_ministry, results_from_ministry
-from stream.testing import forget_run
+from stream.testing import forget_run, private_settings
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
 
@@ -346,16 +346,7 @@ def run_soiree(
     tag = uuid.uuid4().hex[:6]
     election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
     results = list(results_from_ministry(path, election.election))
-    settings = base.model_copy(
-        update=dict(
-            store=store,
-            app_id=f"bench-{tag}",
-            results_topic=f"bench-{tag}-results",
-            rejected_topic=f"bench-{tag}-rejected",
-            updates_topic=f"bench-{tag}-updates",
-            elections_topic=f"bench-{tag}-elections",
-        )
-    )
+    settings = private_settings(base, f"bench-{tag}", store=store)
     register_election(settings, redis.Redis.from_url(base.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
     try:  # whatever happens, the run deletes its topics and keys (a broker keeping them slows down)

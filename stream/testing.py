@@ -144,6 +144,21 @@ def offline_pipeline(settings: Settings, election: ElectionIndex, producer: Fake
     )
 
 
+def private_settings(base: Settings, app_id: str, **overrides: Any) -> Settings:
+    """``base`` with its own app id and topics (all named ``<app_id>-…``, so ``forget_run``
+    deletes them): a test's stack or a benchmark run shares nothing with any other."""
+    return base.model_copy(
+        update=dict(
+            app_id=app_id,
+            results_topic=f"{app_id}-results",
+            rejected_topic=f"{app_id}-rejected",
+            updates_topic=f"{app_id}-updates",
+            elections_topic=f"{app_id}-elections",
+            **overrides,
+        )
+    )
+
+
 def forget_run(settings: Settings, *elections: str) -> None:
     """Delete what a test's stack or a benchmark run left in Kafka (topics named after its app
     id), Redis (its table and its election's standings) and the Faust data dir: a broker keeping

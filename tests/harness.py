@@ -27,7 +27,7 @@ from stream.adapters.kafka.topics import ensure_topics
 from stream.adapters.redis.standings import read_standings
 from stream.domain.messages import Election, Standings
 from stream.settings import Settings
-from stream.testing import forget_run
+from stream.testing import forget_run, private_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,16 +51,7 @@ def pres2017_dir() -> Path:
 class Stack:
     def __init__(self, base: Settings, name: str, log_dir: Path, **overrides: Any) -> None:
         tag = f"{name}-{uuid.uuid4().hex[:6]}"
-        self.settings = base.model_copy(
-            update=dict(
-                app_id=f"t-{tag}",
-                results_topic=f"t-{tag}-bureau-results",
-                rejected_topic=f"t-{tag}-rejected",
-                updates_topic=f"t-{tag}-updates",
-                elections_topic=f"t-{tag}-elections",
-                **overrides,
-            )
-        )
+        self.settings = private_settings(base, f"t-{tag}", **overrides)
         self.redis = redis.Redis.from_url(self.settings.redis_dsn())
         self.log_dir = log_dir
         self.workers: list[subprocess.Popen[bytes]] = []
