@@ -40,6 +40,9 @@ __all__ = [
     "check_against_election",
     "validate_result",
     "NATION",
+    "LEVELS",
+    "TurnoutReport",
+    "TURNOUT_HOURS",
     "describe_payload",
     "make_rejection",
 ]
@@ -50,7 +53,9 @@ MAX_COUNT = 10_000_000
 MAX_REJECTED_PAYLOAD = 65_536
 NATION = "FR"
 
-Level = Literal["bureau", "commune", "department", "nation"]
+Level = Literal["bureau", "commune", "circonscription", "department", "region", "nation"]
+#: Levels from the bottom up; a bureau counts once at each.
+LEVELS: tuple[Level, ...] = ("bureau", "commune", "circonscription", "department", "region", "nation")
 Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^|]+$")]
 
@@ -68,6 +73,10 @@ class RollEntry(BaseModel):
     commune_name: str = ""
     department: Identifier
     department_name: str = ""
+    circonscription: Annotated[str, Field(pattern=r"^[^|]+-[0-9]{2}$")] | None = Field(
+        None, description="legislative constituency, '<department>-<nn>' (42-01)"
+    )
+    circonscription_name: str = ""
     registered: Count
 
     @model_validator(mode="after")
@@ -76,6 +85,11 @@ class RollEntry(BaseModel):
             raise ValueError(
                 f"bureau {self.bureau}: commune id {self.commune!r} must start with its department code "
                 f"{self.department!r}"
+            )
+        if self.circonscription is not None and not self.circonscription.startswith(self.department + "-"):
+            raise ValueError(
+                f"bureau {self.bureau}: circonscription {self.circonscription!r} must be "
+                f"'{self.department}-<nn>' (its department code, a dash, two digits)"
             )
         return self
 
@@ -89,9 +103,22 @@ class Election(BaseModel):
     name: str
     candidates: list[Candidate] = Field(min_length=1)
     bureaux: list[RollEntry] = Field(min_length=1)
+    compare_to: Identifier | None = Field(
+        None, description="an election whose roll shares bureau ids: standings gain reference and change"
+    )
+    round: Literal[1, 2] = 1
+    qualify: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="the first N go through (presidential round 1: 2); decided covers the set"
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Election:
+        if self.compare_to == self.election:
+            raise ValueError(f"election {self.election}: compare_to names the election itself")
+        if self.qualify is not None and self.qualify >= len(self.candidates):
+            raise ValueError(
+                f"election {self.election}: qualify = {self.qualify} needs more than {self.qualify} candidates"
+            )
         for what, ids in (
             ("candidate", [c.id for c in self.candidates]),
             ("bureau", [b.bureau for b in self.bureaux]),
@@ -191,28 +218,42 @@ class Cause(BaseModel):
     seq: int
 
 
-class UpdateEvent(BaseModel):
-    """A change worth announcing, on ``election-updates`` keyed by area."""
+EventKind = Literal[
+    "reported",
+    "corrected",
+    "leader_changed",
+    "turnout_changed",
+    "complete",
+    "decided",
+    "undecided",
+    "turnout_reported",
+]
+
+
+class Reference(BaseModel):
+    """The reference election (``compare_to``) over the bureaux reported in both: like for like."""
 
     election: str
-    kind: Literal["leader_changed", "turnout_changed", "complete"]
-    level: Level
-    area: str
-    name: str
-    leader: str | None = Field(None, description="candidate ahead; null while nobody leads or on a tie")
-    previous_leader: str | None = None
-    tied: list[str] | None = Field(None, description="candidates sharing the lead, when tied")
-    margin: int = 0
-    turnout: float | None = None
-    previous_turnout: float | None = None
-    bureaux_reported: int
-    bureaux_total: int
-    at: datetime
-    cause: Cause | None = None
+    registered: int
+    voters: int
+    turnout: float | None
+    votes: dict[str, int]
+    shares: dict[str, float]
+    bureaux: int
+    turnout_at: dict[str, float] = Field(default_factory=dict)
 
 
-class Standings(BaseModel):
-    """The results view that ``soiree results --json`` prints and Redis holds per area."""
+class Change(BaseModel):
+    """Now against the reference: voters in %, turnout and shares in points."""
+
+    voters_pct: float | None
+    turnout_points: float | None
+    shares_points: dict[str, float]
+    turnout_at_points: dict[str, float] = Field(default_factory=dict)
+
+
+class _Figures(BaseModel):
+    """What standings and events both carry: the area, its numbers and the time of its data."""
 
     election: str
     level: Level
@@ -226,11 +267,62 @@ class Standings(BaseModel):
     votes: dict[str, int]
     shares: dict[str, float]
     turnout: float | None
-    leader: str | None
-    tied: list[str] | None = None
+    leader: str | None = Field(None, description="candidate ahead; null while nobody leads or on a tie")
+    tied: list[str] | None = Field(None, description="candidates sharing the lead, when tied")
     margin: int
     bureaux_reported: int
     bureaux_total: int
+    as_of: datetime | None = Field(None, description="the latest reported_at included")
+    version: int = Field(0, description="grows with every change of the area")
+    decided: bool = Field(
+        False, description="no outcome of the unreported bureaux can change the leader (or the qualified)"
+    )
+    qualified: list[str] | None = Field(None, description="with qualify: N, the first N once decided")
+    turnout_at: dict[str, float] | None = Field(None, description='turnout reported before the count, {"12:00": 19.4}')
+    reference: Reference | None = None
+    change: Change | None = None
+
+
+class UpdateEvent(_Figures):
+    """A change worth announcing, on ``election-updates`` keyed by area."""
+
+    kind: EventKind
+    previous_leader: str | None = None
+    previous_turnout: float | None = None
+    hour: str | None = Field(None, description="turnout_reported: the hour reported")
+    at: datetime
+    cause: Cause | None = None
+
+
+class Standings(_Figures):
+    """The results view that ``soiree results --json`` prints and Redis holds per area."""
+
+
+TURNOUT_HOURS = ("12:00", "17:00")
+
+
+class TurnoutReport(BaseModel):
+    """Voters at a fixed hour before the count, from a bureau or a whole commune (``turnout-reports``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    election: Identifier
+    bureau: Identifier | None = None
+    commune: Identifier | None = None
+    at_hour: Literal["12:00", "17:00"]
+    voters: Count
+    seq: Annotated[StrictInt, Field(ge=1, le=2**62)]
+    reported_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TurnoutReport:
+        if (self.bureau is None) == (self.commune is None):
+            raise ValueError("a turnout report names either a bureau or a commune (exactly one)")
+        return self
+
+    @property
+    def place(self) -> str:
+        return self.bureau or self.commune or ""
 
 
 class Rejection(BaseModel):
