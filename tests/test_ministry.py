@@ -20,6 +20,7 @@ from stream.domain.messages import BureauResult, check_against_election
 from stream.sources.ministry import (
     MinistryFormatError,
     candidates_of,
+    circonscription_name,
     department_names,
     display_name,
     election_from_ministry,
@@ -131,6 +132,61 @@ def test_roll_matches_the_file(night) -> None:
     assert {e.department for e in election.bureaux if e.commune.startswith("ZZ")} == {"ZZ"}
 
 
+def bureau_figures(path: Path) -> dict[str, tuple[str, str, dict[str, int]]]:
+    """Bureau id -> (department, circonscription cell, figures), read straight with gzip and csv."""
+    figures: dict[str, tuple[str, str, dict[str, int]]] = {}
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            bureau = f"{row['departement']}{row['commune']}-{row['bureau']}"
+            counts = {name: int(row[name]) for name in ("inscrits", "votants", "blancs", "exprimes")}
+            figures[bureau] = (row["departement"], row["circonscription"], counts)
+    return figures
+
+
+def test_circonscriptions_sum_to_the_official_table(night, data_dir: Path) -> None:
+    """The roll's circonscription ids, checked against the ministry's definitive per-constituency table:
+    the file's bureaux of each id add up exactly to the official row keyed department + two digits."""
+    tour, path, election, _ = night
+    figures = bureau_figures(path)
+    official: dict[str, dict[str, int]] = {}
+    with open(
+        data_dir / f"official/off_T{tour}_definitif_circonscription.csv", encoding="utf-8", newline=""
+    ) as handle:
+        for row in csv.DictReader(handle):
+            key = f"{row['Code du département']}-{row['Code de la circonscription']}"
+            assert key not in official
+            official[key] = {name: int(row[name]) for name in ("inscrits", "votants", "blancs", "exprimes")}
+    assert len(official) == 577
+    sums: dict[str, Counter[str]] = {}
+    for entry in election.bureaux:
+        assert entry.circonscription is not None, entry.bureau
+        department, cell, counts = figures[entry.bureau]
+        assert entry.circonscription == f"{department}-{int(cell):02d}"
+        sums.setdefault(entry.circonscription, Counter()).update(counts)
+    assert len(sums) == 577
+    assert set(sums) == set(official)
+    wrong = {key: (dict(sums[key]), official[key]) for key in official if dict(sums[key]) != official[key]}
+    assert not wrong, f"{len(wrong)} circonscriptions differ, e.g. {next(iter(wrong.items()))}"
+
+
+def test_circonscription_names_and_a_bureau(night) -> None:
+    _, path, election, _ = night
+    names = {e.circonscription: e.circonscription_name for e in election.bureaux}
+    assert names["42-01"] == "Loire, 1re circonscription"
+    assert names["42-02"] == "Loire, 2e circonscription"
+    assert names["ZZ-11"] == "Français établis hors de France, 11e circonscription"
+    assert names["2A-02"] == "Corse-du-Sud, 2e circonscription"
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        cell = next(
+            row["circonscription"]
+            for row in csv.DictReader(handle)
+            if (row["departement"], row["commune"], row["bureau"]) == ("42", "218", "0001")
+        )
+    first = election.roll["42218-0001"]
+    assert first.circonscription == f"42-{int(cell):02d}" == "42-02"
+    assert first.circonscription_name == "Loire, 2e circonscription"
+
+
 def test_read_rows_and_candidates(data_dir: Path) -> None:
     path = data_dir / ROUND_FILES[1]
     assert candidates_of(path) == CANDIDATES[1]
@@ -234,3 +290,44 @@ def test_gz_name_that_is_not_gzip(tmp_path: Path) -> None:
     path.write_text(HEADER, encoding="utf-8")
     with pytest.raises(MinistryFormatError, match="not gzip"):
         candidates_of(path)
+
+
+def test_circonscription_names() -> None:
+    assert circonscription_name("Loire", 1) == "Loire, 1re circonscription"
+    assert circonscription_name("Loire", 2) == "Loire, 2e circonscription"
+    assert circonscription_name("Paris", 18) == "Paris, 18e circonscription"
+
+
+def test_circonscription_column_missing_or_empty(tmp_path: Path) -> None:
+    path = tmp_path / "night.csv"
+    path.write_text(HEADER + ROWS, encoding="utf-8")
+    election = election_from_ministry(path, "t")
+    assert (election.roll["42218-0001"].circonscription, election.roll["2A004-BV01"].circonscription) == (
+        "42-01",
+        "2A-01",
+    )
+    assert election.roll["2A004-BV01"].circonscription_name == "Corse-du-Sud, 1re circonscription"
+    # without the column: no circonscription, nothing else changes
+    path.write_text(
+        "departement,commune,bureau,commune_libelle,inscrits,votants,blancs,exprimes,LE PEN,MACRON\n"
+        "42,218,0001,Saint-Etienne,812,640,9,627,200,427\n",
+        encoding="utf-8",
+    )
+    entry = election_from_ministry(path, "t").roll["42218-0001"]
+    assert (entry.circonscription, entry.circonscription_name, entry.registered) == (None, "", 812)
+    # an empty cell: that bureau has none
+    path.write_text(HEADER + "42,218,0002,,Saint-Etienne,812,640,9,627,200,427\n" + ROWS, encoding="utf-8")
+    election = election_from_ministry(path, "t")
+    assert [e.circonscription for e in election.bureaux] == [None, "42-01", "2A-01"]
+
+
+@pytest.mark.parametrize("cell", ["X", "1.5", "0", "100", "-3"])
+def test_malformed_circonscription_names_file_line_and_value(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + ROWS + f"42,187,0002,{cell},Roanne,700,500,1,499,200,299\n", encoding="utf-8")
+    with pytest.raises(MinistryFormatError) as info:
+        election_from_ministry(path, "t")
+    message = str(info.value)
+    assert str(path) in message
+    assert "line 4 (bureau 42187-0002)" in message and "'circonscription'" in message
+    assert repr(cell) in message

@@ -1,8 +1,9 @@
 """Read the Ministry of the Interior's per-bureau result files (the ``../shared/data/pres2017`` format).
 
 One row per bureau: ``departement,commune,bureau,circonscription,commune_libelle,inscrits,votants,
-blancs,exprimes`` then one column per candidate. The files are the only real, complete election
-nights we have, so they feed both the election definition (the roll) and the results to publish.
+blancs,exprimes`` then one column per candidate (``circonscription``, the constituency's number inside
+its department, is optional). The files are the only real, complete election nights we have, so they
+feed both the election definition (the roll) and the results to publish.
 Rows are read with the ``csv`` module straight from the gzip stream: the 69,242 rows of a round take
 about a second, and results come out as plain JSON-ready dicts (no pydantic per row) because the
 benchmark publishes all of them.
@@ -27,6 +28,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "MinistryFormatError",
     "candidates_of",
+    "circonscription_name",
     "department_names",
     "display_name",
     "election_from_ministry",
@@ -191,8 +193,37 @@ def election_name_from_filename(path: Path) -> str | None:
     return f"Présidentielle {match['year']}, {'1er' if match['round'] == '1' else '2nd'} tour"
 
 
+def circonscription_name(department_name: str, number: int) -> str:
+    """The name of a constituency: "Loire, 1re circonscription", "Loire, 2e circonscription"."""
+    ordinal = "1re" if number == 1 else f"{number}e"
+    shown = f"{ordinal} circonscription"
+    return f"{department_name}, {shown}" if department_name else shown
+
+
+def _circonscription_number(path: Path, line: int, bureau: str, text: str) -> int | None:
+    """The constituency number of a row (1 to 99); ``None`` when the cell is empty."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 99:
+        raise MinistryFormatError(
+            f"{path}, line {line} (bureau {bureau}): "
+            f"'circonscription' is not a constituency number from 1 to 99: {text!r}"
+        )
+    return number
+
+
 def election_from_ministry(path: Path, election: str, name: str | None = None) -> Election:
-    """The election definition (roll of bureaux, candidates) that a ministry file describes."""
+    """The election definition (roll of bureaux, candidates) that a ministry file describes.
+
+    With a ``circonscription`` column (the constituency's number inside its department), each bureau
+    gets ``circonscription`` ``<department>-<nn>`` ("42-01", "ZZ-11") and its name ("Loire,
+    1re circonscription"); without the column, or where its cell is empty, the bureau has none.
+    """
     path = Path(path)
     departments = department_names()
     header, reader, handle = _table(path)
@@ -200,6 +231,7 @@ def election_from_ministry(path: Path, election: str, name: str | None = None) -
     i_dep, i_com, i_bur, i_name, i_reg = (
         index[c] for c in ("departement", "commune", "bureau", "commune_libelle", "inscrits")
     )
+    i_circ = index.get("circonscription")
     width = len(header)
     bureaux: list[dict[str, Any]] = []
     for row in _rows(path, reader, handle, width):
@@ -213,16 +245,21 @@ def election_from_ministry(path: Path, election: str, name: str | None = None) -
                 f"{path}, line {reader.line_num} (bureau {bureau}): "
                 f"'inscrits' is not a whole number: {row[i_reg]!r}"
             ) from None
-        bureaux.append(
-            {
-                "bureau": bureau,
-                "commune": commune,
-                "commune_name": row[i_name],
-                "department": department,
-                "department_name": departments.get(department, ""),
-                "registered": registered,
-            }
-        )
+        department_name = departments.get(department, "")
+        entry: dict[str, Any] = {
+            "bureau": bureau,
+            "commune": commune,
+            "commune_name": row[i_name],
+            "department": department,
+            "department_name": department_name,
+            "registered": registered,
+        }
+        if i_circ is not None:
+            number = _circonscription_number(path, reader.line_num, bureau, row[i_circ])
+            if number is not None:
+                entry["circonscription"] = f"{department}-{number:02d}"
+                entry["circonscription_name"] = circonscription_name(department_name or department, number)
+        bureaux.append(entry)
     candidates = [{"id": c, "name": display_name(c)} for c in header[index["exprimes"] + 1 :]]
     return Election.model_validate(
         {
