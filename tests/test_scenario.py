@@ -1,13 +1,18 @@
-"""The seed night agrees with every published figure; scenario files round-trip; errors name lines.
+"""The seed nights agree with every published figure; scenario files round-trip; errors name lines.
 
 Every figure is re-summed here from the reports (latest seq per bureau, computed in the test), not
-taken from ``Scenario.facts`` or ``Scenario.final``; the published values are written out literally.
+taken from ``Scenario.facts`` or ``Scenario.final``; the published values are written out literally:
+the second round's from the news report of 29 January 2017, the first round's from the primary's
+Haute Autorité (definitive results of 25 January 2017: votes, blank and invalid ballots, and shares
+of voters) and the Loire's from PRODUCT.md.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,12 +26,43 @@ from stream.sources.scenario import (
     load_scenario,
     resolve,
     scenario_from_ministry,
+    seed_first_round,
     seed_scenario,
     write_scenario,
 )
 
 CET = timezone(timedelta(hours=1))
 NIGHT_START = datetime(2017, 1, 29, 19, 0, tzinfo=CET)
+FIRST_NIGHT_START = datetime(2017, 1, 22, 19, 0, tzinfo=CET)
+#: The first round's definitive results (Haute Autorité, 25 January 2017), in the published order.
+FIRST_ROUND_VOTES = {
+    "HAMON": 596_647,
+    "VALLS": 521_238,
+    "MONTEBOURG": 290_070,
+    "PEILLON": 112_718,
+    "DE RUGY": 63_430,
+    "PINEL": 33_067,
+    "BENNAHMIAS": 16_869,
+}
+#: Its percentages, of voters (blank and invalid ballots included), as published.
+FIRST_ROUND_SHARES_OF_VOTERS = {
+    "HAMON": 36.03,
+    "VALLS": 31.48,
+    "MONTEBOURG": 17.52,
+    "PEILLON": 6.81,
+    "DE RUGY": 3.83,
+    "PINEL": 2.00,
+    "BENNAHMIAS": 1.02,
+}
+
+
+def _latest(night: Scenario) -> dict[str, BureauResult]:
+    latest: dict[str, BureauResult] = {}
+    for report in night.reports:
+        result = report.result
+        if result.bureau not in latest or result.seq > latest[result.bureau].seq:
+            latest[result.bureau] = result
+    return latest
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +72,23 @@ def seed() -> Scenario:
 
 @pytest.fixture(scope="module")
 def final(seed: Scenario) -> dict[str, BureauResult]:
-    latest: dict[str, BureauResult] = {}
-    for report in seed.reports:
-        result = report.result
-        if result.bureau not in latest or result.seq > latest[result.bureau].seq:
-            latest[result.bureau] = result
-    return latest
+    return _latest(seed)
+
+
+@pytest.fixture(scope="module")
+def first() -> Scenario:
+    return seed_first_round()
+
+
+@pytest.fixture(scope="module")
+def first_final(first: Scenario) -> dict[str, BureauResult]:
+    return _latest(first)
+
+
+@pytest.fixture(scope="module", params=["round 1", "round 2"])
+def night(request: pytest.FixtureRequest, first: Scenario, seed: Scenario) -> Scenario:
+    """Each seed night in turn, for the checks both must pass."""
+    return first if request.param == "round 1" else seed
 
 
 def _sums(results: list[BureauResult]) -> dict[str, int]:
@@ -91,7 +138,7 @@ def test_national_figures(seed: Scenario, final: dict[str, BureauResult]) -> Non
     assert round(_share(nation, "VALLS"), 2) == 41.28
     assert 2_000_000 < nation["voters"] < 2_100_000  # "plus de deux millions"
     assert nation["voters"] == seed.facts["voters"]["FR"]
-    increase = nation["voters"] - seed.facts["first_round_voters"]["FR"]
+    increase = nation["voters"] - 1_655_919
     assert 380_000 <= increase <= 420_000  # "400 000 de plus qu'au premier tour"
     assert 0.02 < nation["voters"] / nation["registered"] < 0.08  # a primary: a few percent turnout
     assert 0.002 < nation["spoiled"] / nation["voters"] < 0.03
@@ -128,58 +175,190 @@ def test_facts_are_the_published_ones(seed: Scenario) -> None:
     assert orjson.loads(orjson.dumps(facts)) == facts
 
 
-def test_counts_plausible(seed: Scenario, final: dict[str, BureauResult]) -> None:
-    for r in final.values():
+# --------------------------------------------------------------------------------------------
+# the first round, 22 January 2017
+
+
+def _first_sums(results: list[BureauResult]) -> Counter[str]:
+    sums: Counter[str] = Counter()
+    for r in results:
+        sums["bureaux"] += 1
+        sums["voters"] += r.voters
+        sums["blank"] += r.blank
+        sums["invalid"] += r.invalid
+        sums["expressed"] += sum(r.votes.values())
+        sums.update(r.votes)
+    return sums
+
+
+def test_first_round_definition(first: Scenario, seed: Scenario) -> None:
+    election = first.election
+    assert election.election == "primaire-gauche-2017-t1"
+    assert election.name == "Primaire citoyenne de la gauche 2017, 1er tour"
+    assert (election.round, election.qualify, election.compare_to) == (1, 2, None)
+    assert [c.id for c in election.candidates] == list(FIRST_ROUND_VOTES)
+    assert {c.id: c.name for c in election.candidates}["DE RUGY"] == "François de Rugy"
+    assert (seed.election.round, seed.election.qualify, seed.election.compare_to) == (
+        2,
+        None,
+        "primaire-gauche-2017-t1",
+    )
+    # The same bureaux both Sundays: same ids, communes, departments and registered voters.
+    assert [e.model_dump() for e in election.bureaux] == [e.model_dump() for e in seed.election.bureaux]
+
+
+def test_first_round_every_bureau_reports(
+    first: Scenario, first_final: dict[str, BureauResult], final: dict[str, BureauResult]
+) -> None:
+    assert set(first_final) == {e.bureau for e in first.election.bureaux} == set(final)
+
+
+def test_first_round_national_figures(
+    first_final: dict[str, BureauResult], final: dict[str, BureauResult]
+) -> None:
+    nation = _first_sums(list(first_final.values()))
+    assert nation["voters"] == 1_655_919
+    assert {c: nation[c] for c in FIRST_ROUND_VOTES} == FIRST_ROUND_VOTES
+    assert (nation["blank"], nation["invalid"]) == (11_766, 10_114)
+    for candidate, published in FIRST_ROUND_SHARES_OF_VOTERS.items():
+        share = 100 * nation[candidate] / nation["voters"]
+        assert abs(share - published) < 0.1 and round(share, 2) == published
+    by_votes = sorted(FIRST_ROUND_VOTES, key=lambda c: -nation[c])
+    assert by_votes == list(FIRST_ROUND_SHARES_OF_VOTERS)
+    # As standings show them (of expressed votes), the same order, each a little higher.
+    of_expressed = {c: 100 * nation[c] / nation["expressed"] for c in FIRST_ROUND_VOTES}
+    assert round(of_expressed["HAMON"], 2) == 36.51 and round(of_expressed["VALLS"], 2) == 31.90
+    assert all(of_expressed[c] > FIRST_ROUND_SHARES_OF_VOTERS[c] for c in FIRST_ROUND_VOTES)
+    assert 0.01 < (nation["blank"] + nation["invalid"]) / nation["voters"] < 0.015
+    second_voters = sum(r.voters for r in final.values())
+    assert second_voters - nation["voters"] == 389_420  # "400 000 de plus qu'au premier tour"
+
+
+def test_first_round_loire_figures(
+    first: Scenario,
+    first_final: dict[str, BureauResult],
+    seed: Scenario,
+    final: dict[str, BureauResult],
+) -> None:
+    loire = _first_sums(_area(first, first_final, department="42"))
+    assert loire["bureaux"] == 65
+    assert loire["voters"] == 14_697
+    assert loire["HAMON"] == 5_530 and loire["VALLS"] == 4_434
+    assert round(100 * loire["HAMON"] / loire["expressed"], 2) == 38.09
+    assert round(100 * loire["VALLS"] / loire["expressed"], 2) == 30.54
+    second = _sums(_area(seed, final, department="42"))
+    assert round(100 * (second["voters"] / loire["voters"] - 1), 1) == 25.9
+
+
+def test_first_round_montebourg_first_in_his_three_departments(
+    first: Scenario, first_final: dict[str, BureauResult]
+) -> None:
+    # Published with the definitive results: Montebourg first in Saône-et-Loire, the Nièvre and
+    # La Réunion, Hamon first in about two thirds of the departments, Valls in about thirty.
+    leaders: Counter[str] = Counter()
+    for department in {e.department for e in first.election.bureaux}:
+        sums = _first_sums(_area(first, first_final, department=department))
+        leader = max(FIRST_ROUND_VOTES, key=lambda c: sums[c])
+        leaders[leader] += 1
+        assert (leader == "MONTEBOURG") == (department in ("71", "58", "ZD")), department
+    assert leaders["HAMON"] > 60 and 20 <= leaders["VALLS"] <= 40
+
+
+def test_first_round_an_independent_draw(
+    first_final: dict[str, BureauResult], final: dict[str, BureauResult]
+) -> None:
+    """Not round 2 scaled by a constant: per bureau the ratio of voters varies, yet follows round 2."""
+    ratios = [first_final[b].voters / final[b].voters for b in final]
+    assert 0.75 < statistics.median(ratios) < 0.85
+    assert statistics.stdev(ratios) > 0.05 and min(ratios) > 0.3 and max(ratios) < 2.0
+    hamon_1 = [r.votes["HAMON"] / sum(r.votes.values()) for r in (first_final[b] for b in final)]
+    hamon_2 = [r.votes["HAMON"] / sum(r.votes.values()) for r in final.values()]
+    assert 0.3 < statistics.correlation(hamon_1, hamon_2) < 0.95
+    assert all(r.registered is not None and r.voters <= r.registered for r in first_final.values())
+
+
+def test_first_round_facts(first: Scenario) -> None:
+    facts = first.facts
+    assert facts["voters"] == {"FR": 1_655_919, "42": 14_697}
+    assert facts["votes"]["FR"] == FIRST_ROUND_VOTES
+    assert facts["votes"]["42"] == {"HAMON": 5_530, "VALLS": 4_434}
+    assert facts["shares_of_voters"]["FR"] == FIRST_ROUND_SHARES_OF_VOTERS
+    assert facts["shares"]["42"] == {"HAMON": 38.09, "VALLS": 30.54}
+    assert orjson.loads(orjson.dumps(facts)) == facts
+
+
+def test_renaming_both_rounds_keeps_the_reference(first: Scenario, seed: Scenario) -> None:
+    one = first.renamed("primaire-gauche-2017-t1-demo-7")
+    two = seed.renamed("primaire-gauche-2017-t2-demo-7", compare_to=one.election.election)
+    assert two.election.compare_to == "primaire-gauche-2017-t1-demo-7"
+    assert (one.election.round, one.election.qualify, two.election.round) == (1, 2, 2)
+    for night, renamed in ((first, one), (seed, two)):
+        assert {r.result.election for r in renamed.reports} == {renamed.election.election}
+        assert [r.result.model_dump(exclude={"election"}) for r in renamed.reports] == [
+            r.result.model_dump(exclude={"election"}) for r in night.reports
+        ]
+        assert renamed.election.bureaux == night.election.bureaux and renamed.facts == night.facts
+    # Without a new reference, the renamed round 2 still points at round 1 as generated.
+    assert seed.renamed("t2-only").election.compare_to == "primaire-gauche-2017-t1"
+    assert seed.election.election == "primaire-gauche-2017-t2"  # the original is left alone
+
+
+def test_counts_plausible(night: Scenario) -> None:
+    for r in _latest(night).values():
         assert r.registered is not None and r.voters <= r.registered
         assert r.voters >= 20
         assert r.blank + r.invalid <= 0.06 * r.voters
 
 
-def test_deterministic() -> None:
-    first, second = seed_scenario(), seed_scenario()
+@pytest.mark.parametrize("generate", [seed_first_round, seed_scenario], ids=["round 1", "round 2"])
+def test_deterministic(generate: Callable[[], Scenario]) -> None:
+    first, second = generate(), generate()
     assert first == second
     assert [r.model_dump() for r in first.reports] == [r.model_dump() for r in second.reports]
 
 
-def test_fast() -> None:
+@pytest.mark.parametrize("generate", [seed_first_round, seed_scenario], ids=["round 1", "round 2"])
+def test_fast(generate: Callable[[], Scenario]) -> None:
     started = time.perf_counter()
-    seed_scenario()
-    assert time.perf_counter() - started < 3.0  # about 0.4 s on an idle machine
+    generate()
+    assert time.perf_counter() - started < 3.0  # about 0.4 s (round 2) and 1 s (round 1) when idle
 
 
-def test_every_report_valid(seed: Scenario) -> None:
-    for report in seed.reports:
+def test_every_report_valid(night: Scenario) -> None:
+    for report in night.reports:
         result = BureauResult.model_validate(report.result.model_dump(mode="json"))
-        check_against_election(result, seed.election)
-        assert result.election == seed.election.election
+        check_against_election(result, night.election)
+        assert result.election == night.election.election
         assert result.reported_at == report.at
 
 
-def test_times_within_the_evening_and_sorted(seed: Scenario) -> None:
-    assert seed.polls_close == NIGHT_START
-    times = [r.at for r in seed.reports]
+def test_times_within_the_evening_and_sorted(night: Scenario) -> None:
+    start = NIGHT_START if night.election.round == 2 else FIRST_NIGHT_START
+    assert night.polls_close == start
+    times = [r.at for r in night.reports]
     assert times == sorted(times)
     assert all(t.utcoffset() == timedelta(hours=1) for t in times)
-    assert NIGHT_START + timedelta(minutes=10) <= times[0] <= NIGHT_START + timedelta(minutes=50)
-    assert NIGHT_START + timedelta(hours=4) <= times[-1] <= NIGHT_START + timedelta(hours=4, minutes=45)
+    assert start + timedelta(minutes=10) <= times[0] <= start + timedelta(minutes=50)
+    assert start + timedelta(hours=4) <= times[-1] <= start + timedelta(hours=4, minutes=45)
     early = sum(t.hour < 20 for t in times) / len(times)
     core = sum(20 <= t.hour < 22 for t in times) / len(times)
     late = sum(t.hour >= 22 for t in times) / len(times)
     assert 0 < early < 0.15 and core > 0.6 and 0.02 < late < 0.25
 
 
-def test_big_cities_report_later(seed: Scenario, final: dict[str, BureauResult]) -> None:
-    first_seen = {}
-    for report in seed.reports:
+def test_big_cities_report_later(night: Scenario) -> None:
+    first_seen: dict[str, datetime] = {}
+    for report in night.reports:
         first_seen.setdefault(report.result.bureau, report.at)
     paris = sorted(first_seen[b] for b in first_seen if b.startswith("75056-"))
     others = sorted(first_seen[b] for b in first_seen if not b.startswith(("75056-", "13055-", "69123-")))
     assert paris[len(paris) // 2] > others[len(others) // 2]
 
 
-def test_corrections(seed: Scenario, final: dict[str, BureauResult]) -> None:
+def test_corrections(night: Scenario) -> None:
+    final = _latest(night)
     by_bureau: dict[str, list] = defaultdict(list)
-    for report in seed.reports:
+    for report in night.reports:
         by_bureau[report.result.bureau].append(report)
     corrected = {b: reports for b, reports in by_bureau.items() if len(reports) > 1}
     assert 3 <= len(corrected) <= 5
@@ -202,6 +381,7 @@ def test_roundtrip(seed: Scenario, tmp_path: Path) -> None:
         header["election"] == "primaire-gauche-2017-t2"
         and header["polls_close"] == "2017-01-29T19:00:00+01:00"
     )
+    assert (header["compare_to"], header["round"], header["qualify"]) == ("primaire-gauche-2017-t1", 2, None)
     assert len(header["bureaux"]) == len(seed.election.bureaux) and header["facts"] == seed.facts
     assert set(orjson.loads(lines[1])) == {"at", "result"}
     assert len(lines) == 1 + len(seed.reports)
@@ -210,9 +390,26 @@ def test_roundtrip(seed: Scenario, tmp_path: Path) -> None:
     assert resolve(str(path)) == seed
 
 
+def test_first_round_roundtrip(first: Scenario, tmp_path: Path) -> None:
+    path = tmp_path / "seed-t1.jsonl"
+    write_scenario(first, path)
+    header = orjson.loads(path.read_bytes().splitlines()[0])["scenario"]
+    assert (header["election"], header["round"], header["qualify"], header["compare_to"]) == (
+        "primaire-gauche-2017-t1",
+        1,
+        2,
+        None,
+    )
+    assert header["polls_close"] == "2017-01-22T19:00:00+01:00"
+    loaded = load_scenario(path)
+    assert loaded == first
+    assert (loaded.election.round, loaded.election.qualify) == (1, 2)
+
+
 def test_resolve_names() -> None:
     assert resolve("seed").election.election == "primaire-gauche-2017-t2"
     assert resolve("primaire-2017").election.election == "primaire-gauche-2017-t2"
+    assert resolve("seed-t1").election.election == "primaire-gauche-2017-t1"
     with pytest.raises(FileNotFoundError, match="no-such-night"):
         resolve("no-such-night")
 
