@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from stream.domain.messages import BureauResult, Election, Rejection, Standings, UpdateEvent
+from stream.domain.messages import BureauResult, Election, Rejection, Standings, TurnoutReport, UpdateEvent
 
 from .harness import ROOT, Stack
 from .test_pipeline import CANDIDATES, expected_by_area, mini_election, result
@@ -35,7 +35,7 @@ def test_schema_files_in_docs_are_current(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "stream.cli", "schema", "--out", str(tmp_path)], check=True, cwd=ROOT
     )
-    for model in (Election, BureauResult, UpdateEvent, Standings, Rejection):
+    for model in (Election, BureauResult, TurnoutReport, UpdateEvent, Standings, Rejection):
         generated = json.loads((tmp_path / f"{model.__name__}.json").read_text())
         assert generated == model.model_json_schema()
         committed = ROOT / "docs/schema" / f"{model.__name__}.json"

@@ -57,7 +57,8 @@ def test_index_agrees_with_the_validated_election() -> None:
         )
     for key, expected in election.areas.items():
         assert index.areas[key] == expected, key
-    assert index.areas[("nation", NATION)] == ("France", 2_000)
+    assert index.areas[("nation", NATION)][:2] == ("France", 2_000)
+    assert index.areas[("nation", NATION)][2] == sum(entry.registered for entry in election.bureaux)
     assert orjson.loads(index.definition_json()) == orjson.loads(raw)
 
 

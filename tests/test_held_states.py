@@ -73,9 +73,11 @@ class Night:
         self.producer.take("nation")
 
     def leaders(self) -> list[tuple[str, str, Any]]:
-        """(level, area, leader) of every leader_changed event so far, in order."""
+        """(level, area, leader) of every leader_changed event so far, in order, and of every
+        bureau's report (a bureau's one event per report carries its leader)."""
         events = [orjson.loads(value) for _, _, value in self.producer.take(Settings().updates_topic)]
-        return [(e["level"], e["area"], e["leader"]) for e in events if e["kind"] == "leader_changed"]
+        kinds = {"leader_changed", "reported", "corrected"}
+        return [(e["level"], e["area"], e["leader"]) for e in events if e["kind"] in kinds]
 
     def stored(self, key: bytes) -> dict[str, Any]:
         return orjson.loads(self.pipeline.areas.data[key])

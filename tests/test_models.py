@@ -558,21 +558,31 @@ def test_roll_and_candidate_ids() -> None:
 
 
 def test_areas_names_and_totals() -> None:
+    regions = {"42": "84", "75": "11", "2A": "94"}  # INSEE: Auvergne-Rhône-Alpes, Île-de-France, Corse
     expected_totals: Counter[tuple[str, str]] = Counter()
+    expected_registered: Counter[tuple[str, str]] = Counter()
     for entry in ELECTION_DEF["bureaux"]:
-        expected_totals[("bureau", entry["bureau"])] += 1
-        expected_totals[("commune", entry["commune"])] += 1
-        expected_totals[("department", entry["department"])] += 1
-        expected_totals[("nation", NATION)] += 1
+        places = [
+            ("bureau", entry["bureau"]),
+            ("commune", entry["commune"]),
+            ("department", entry["department"]),
+            ("region", regions[entry["department"]]),
+            ("nation", NATION),
+        ]
+        for place in places:
+            expected_totals[place] += 1
+            expected_registered[place] += entry["registered"]
     areas = ELECTION.areas
-    assert {key: total for key, (_, total) in areas.items()} == dict(expected_totals)
-    assert areas[("nation", "FR")] == ("France", 4)
-    assert areas[("department", "42")] == ("Loire", 3)
-    assert areas[("department", "2A")] == ("2A", 1)  # no name: the code
-    assert areas[("commune", "42218")] == ("Saint-Étienne", 2)
-    assert areas[("commune", "42001")] == ("42001", 1)  # no name: the id
-    assert areas[("bureau", "42218-0001")] == ("Saint-Étienne 42218-0001", 1)
-    assert areas[("bureau", "42001-0001")] == ("42001-0001", 1)
+    assert {key: total for key, (_, total, _) in areas.items()} == dict(expected_totals)
+    assert {key: registered for key, (_, _, registered) in areas.items()} == dict(expected_registered)
+    assert areas[("nation", "FR")][:2] == ("France", 4)
+    assert areas[("department", "42")][:2] == ("Loire", 3)
+    assert areas[("region", "84")][:2] == ("Auvergne-Rhône-Alpes", 3)
+    assert areas[("department", "2A")][:2] == ("2A", 1)  # no name: the code
+    assert areas[("commune", "42218")][:2] == ("Saint-Étienne", 2)
+    assert areas[("commune", "42001")][:2] == ("42001", 1)  # no name: the id
+    assert areas[("bureau", "42218-0001")][:2] == ("Saint-Étienne 42218-0001", 1)
+    assert areas[("bureau", "42001-0001")][:2] == ("42001-0001", 1)
     assert ELECTION.areas is areas
 
 
@@ -589,7 +599,15 @@ def test_election_is_frozen_and_cached_properties_stay_out_of_its_data() -> None
     _ = election.roll, election.areas, election.candidate_ids, election.roll_by_commune
     with pytest.raises(ValidationError):
         election.name = "other"  # type: ignore[misc]
-    assert set(election.model_dump()) == {"election", "name", "candidates", "bureaux"}
+    assert set(election.model_dump()) == {
+        "election",
+        "name",
+        "candidates",
+        "bureaux",
+        "compare_to",
+        "round",
+        "qualify",
+    }
     assert election == Election.model_validate_json(election.model_dump_json())
 
 

@@ -503,10 +503,18 @@ def schema(
     out: Path | None = typer.Option(None, help="write one <Model>.json per message into this folder"),
 ) -> None:
     """JSON Schema of every message (printed, or written to a folder)."""
-    from stream.domain.messages import BureauResult, Election, Rejection, Standings, UpdateEvent
+    from stream.domain.messages import (
+        BureauResult,
+        Election,
+        Rejection,
+        Standings,
+        TurnoutReport,
+        UpdateEvent,
+    )
 
     schemas = {
-        m.__name__: m.model_json_schema() for m in (Election, BureauResult, UpdateEvent, Standings, Rejection)
+        m.__name__: m.model_json_schema()
+        for m in (Election, BureauResult, TurnoutReport, UpdateEvent, Standings, Rejection)
     }
     if out is None:
         print(json.dumps(schemas, indent=2, ensure_ascii=False))

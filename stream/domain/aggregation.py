@@ -1,29 +1,37 @@
 """Exact, idempotent totals: the arithmetic of contributions and versions (no Kafka, no Redis).
 
-Every area (commune, department, nation) keeps its total *and* the last contribution of each
-child with that child's version. A contribution is a child's whole current tally, never a
+Every area (commune, circonscription, department, region, nation) keeps its total *and* the
+last contribution of each child with that child's version. A contribution is a child's whole current tally, never a
 delta, so applying the same one twice, or an older one late, changes nothing; a newer one
 replaces the child's earlier contribution. That is what makes at-least-once delivery safe:
 re-sending is always allowed, counting twice is impossible.
 
-A commune's children are its bureaux, versioned by the report's ``seq``. A department's
-children are its communes and the nation's its departments, versioned by the offset of the
-message that last changed them, which only grows, even across crashes (see ``pipeline``).
+A commune's and a circonscription's children are bureaux, versioned by the report's ``seq``
+(and turnout reports, ``turnout_child``). A department's children are its communes, and a
+region's and the nation's are departments, versioned by the offset of the message that last
+changed them, which only grows, even across crashes (see ``runtime.tally``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from stream.domain.messages import BureauResult
 
-__all__ = ["Tally", "AreaState", "area_key", "split_area_key"]
+__all__ = ["Tally", "Comparison", "AreaState", "area_key", "split_area_key", "utc_text", "turnout_child"]
 
 
 @dataclass(slots=True)
 class Tally:
-    """Integer counts of a set of reported bureaux."""
+    """Integer counts of a set of reported bureaux, and what travels with them.
+
+    ``as_of`` is the latest ``reported_at`` included (UTC, ``%Y-%m-%dT%H:%M:%SZ``, so text order
+    is time order; "" when none said). ``comparison`` holds the ``compare_to`` election's tally and
+    this one's over the bureaux reported in both (None without one). ``turnout_at`` is ``{hour: [registered, voters]}`` of
+    the turnout reports included. All three ride along every sum, so every level gets them.
+    """
 
     bureaux: int = 0
     registered: int = 0
@@ -31,18 +39,29 @@ class Tally:
     blank: int = 0
     invalid: int = 0
     votes: dict[str, int] = field(default_factory=dict)
+    as_of: str = ""
+    comparison: Comparison | None = None
+    turnout_at: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def of_result(cls, result: BureauResult, registered: int) -> Tally:
         """One bureau's report; ``registered`` comes from the roll (authoritative)."""
-        return cls(1, registered, result.voters, result.blank, result.invalid, dict(result.votes))
+        return cls(
+            1,
+            registered,
+            result.voters,
+            result.blank,
+            result.invalid,
+            dict(result.votes),
+            utc_text(result.reported_at),
+        )
 
     @property
     def expressed(self) -> int:
         return sum(self.votes.values())
 
     def add(self, other: Tally, sign: int = 1) -> None:
-        """In place: self += sign * other."""
+        """In place: self += sign * other (``as_of`` only grows: the latest ever included)."""
         self.bureaux += sign * other.bureaux
         self.registered += sign * other.registered
         self.voters += sign * other.voters
@@ -51,17 +70,79 @@ class Tally:
         votes = self.votes
         for candidate, count in other.votes.items():
             votes[candidate] = votes.get(candidate, 0) + sign * count
+        if other.as_of > self.as_of:
+            self.as_of = other.as_of
+        if other.comparison is not None:
+            if self.comparison is None:
+                self.comparison = Comparison(Tally(), Tally())
+            self.comparison.reference.add(other.comparison.reference, sign)
+            self.comparison.current.add(other.comparison.current, sign)
+        if other.turnout_at:
+            for hour, (registered, voters) in other.turnout_at.items():
+                mine = self.turnout_at.setdefault(hour, [0, 0])
+                mine[0] += sign * registered
+                mine[1] += sign * voters
 
     def copy(self) -> Tally:
-        return Tally(self.bureaux, self.registered, self.voters, self.blank, self.invalid, dict(self.votes))
+        return Tally(
+            self.bureaux,
+            self.registered,
+            self.voters,
+            self.blank,
+            self.invalid,
+            dict(self.votes),
+            self.as_of,
+            None if self.comparison is None else self.comparison.copy(),
+            {hour: list(pair) for hour, pair in self.turnout_at.items()},
+        )
 
     def to_json(self) -> list[Any]:
-        return [self.bureaux, self.registered, self.voters, self.blank, self.invalid, self.votes]
+        data: list[Any] = [self.bureaux, self.registered, self.voters, self.blank, self.invalid, self.votes]
+        if self.as_of or self.comparison is not None or self.turnout_at:
+            comparison = self.comparison
+            compared = (
+                None if comparison is None else [comparison.reference.to_json(), comparison.current.to_json()]
+            )
+            data += [self.as_of, compared, self.turnout_at]
+        return data
 
     @classmethod
     def from_json(cls, data: list[Any]) -> Tally:
-        bureaux, registered, voters, blank, invalid, votes = data
-        return cls(bureaux, registered, voters, blank, invalid, dict(votes))
+        if len(data) == 6:
+            bureaux, registered, voters, blank, invalid, votes = data
+            return cls(bureaux, registered, voters, blank, invalid, dict(votes))
+        bureaux, registered, voters, blank, invalid, votes, as_of, compared, turnout_at = data
+        return cls(
+            bureaux,
+            registered,
+            voters,
+            blank,
+            invalid,
+            dict(votes),
+            as_of,
+            None if compared is None else Comparison(cls.from_json(compared[0]), cls.from_json(compared[1])),
+            {hour: list(pair) for hour, pair in turnout_at.items()},
+        )
+
+
+@dataclass(slots=True)
+class Comparison:
+    """Like for like with the ``compare_to`` election: both tallies over the bureaux reported in both."""
+
+    reference: Tally
+    current: Tally
+
+    def copy(self) -> Comparison:
+        return Comparison(self.reference.copy(), self.current.copy())
+
+
+def utc_text(moment: datetime | None) -> str:
+    """A report's time as sortable UTC text ("" if it gave none; a naive time is taken as UTC)."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)
@@ -72,8 +153,6 @@ class AreaState:
     total: Tally = field(default_factory=Tally)
     children: dict[str, tuple[int, Tally]] = field(default_factory=dict)
     announced: dict[str, Any] = field(default_factory=dict)
-    #: what was last announced about each child (a commune keeps its bureaux' here)
-    child_announced: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, child: str, version: int, tally: Tally) -> bool:
         """Take a child's contribution if it is newer than the one held; True if anything changed."""
@@ -94,7 +173,6 @@ class AreaState:
             "t": self.total.to_json(),
             "c": {child: [version, tally.to_json()] for child, (version, tally) in children},
             "a": self.announced,
-            "ca": self.child_announced,
         }
 
     @classmethod
@@ -104,7 +182,6 @@ class AreaState:
             total=Tally.from_json(data["t"]),
             children={child: (version, Tally.from_json(t)) for child, (version, t) in data["c"].items()},
             announced=data.get("a", {}),
-            child_announced=data.get("ca", {}),
         )
 
 
@@ -116,3 +193,8 @@ def area_key(election: str, level: str, area: str) -> str:
 def split_area_key(key: str) -> tuple[str, str, str]:
     election, level, area = key.split("|", 2)
     return election, level, area
+
+
+def turnout_child(place: str, hour: str) -> str:
+    """A commune's child for a turnout report ('|' never occurs in a bureau or commune id)."""
+    return f"{place}|{hour}"

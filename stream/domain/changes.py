@@ -1,4 +1,4 @@
-"""What is worth announcing: leader and turnout change detection (pure, no I/O).
+"""What is worth announcing: standings, calls, and the change detection (pure, no I/O).
 
 Results and events are built as plain dicts shaped exactly like ``messages.Standings`` and
 ``messages.UpdateEvent`` (the tests check they validate): pydantic per message costs too much.
@@ -13,9 +13,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stream.domain.aggregation import Tally
+from stream.domain.aggregation import Comparison, Tally
 
-__all__ = ["leader_of", "shares_of", "make_standings", "detect_changes", "EPSILON"]
+__all__ = [
+    "leader_of",
+    "shares_of",
+    "turnout_of",
+    "decision_of",
+    "compare",
+    "make_standings",
+    "report_event",
+    "detect_changes",
+    "EPSILON",
+]
 
 #: Floating-point slack when comparing a turnout move with the step.
 EPSILON = 1e-9
@@ -64,6 +74,73 @@ def turnout_of(total: Tally) -> float | None:
     return 100.0 * total.voters / total.registered if total.registered else None
 
 
+def decision_of(votes: dict[str, int], remaining: int, qualify: int | None) -> tuple[bool, list[str] | None]:
+    """(decided, qualified): can no outcome of the unreported bureaux change the result?
+
+    ``remaining`` is the registered voters of the bureaux not yet reported: at most that many
+    ballots are still to come, all of which could go to one candidate. The leader is then safe
+    when their margin is larger; with ``qualify`` N, the set of the first N is safe when the
+    N-th's lead over the (N+1)-th is.
+    """
+    if qualify is None:
+        leader, _, margin = leader_of(votes)
+        return leader is not None and margin > remaining, None
+    ranked = sorted(votes.items(), key=lambda item: -item[1])
+    if len(ranked) <= qualify or ranked[qualify - 1][1] - ranked[qualify][1] <= remaining:
+        return False, None
+    return True, sorted(candidate for candidate, _ in ranked[:qualify])
+
+
+def _turnout_at(turnout_at: dict[str, list[int]]) -> dict[str, float]:
+    return {
+        hour: round(100.0 * voters / registered, 2)
+        for hour, (registered, voters) in sorted(turnout_at.items())
+        if registered
+    }
+
+
+def _turnout(tally: Tally) -> float | None:
+    turnout = turnout_of(tally)
+    return None if turnout is None else round(turnout, 2)
+
+
+def compare(reference_election: str, comparison: Comparison) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``reference`` and ``change`` (``messages.Reference``, ``messages.Change``) over the bureaux
+    reported in both elections."""
+    before, now = comparison.reference, comparison.current
+    before_shares = shares_of(before.votes, before.expressed)
+    now_shares = shares_of(now.votes, now.expressed)
+    before_at, now_at = _turnout_at(before.turnout_at), _turnout_at(now.turnout_at)
+    turnout_before, turnout_now = turnout_of(before), turnout_of(now)
+    reference = {
+        "election": reference_election,
+        "registered": before.registered,
+        "voters": before.voters,
+        "turnout": _turnout(before),
+        "votes": before.votes,
+        "shares": before_shares,
+        "bureaux": before.bureaux,
+        "turnout_at": before_at,
+    }
+    change = {
+        "voters_pct": round(100.0 * (now.voters - before.voters) / before.voters, 2)
+        if before.voters
+        else None,
+        "turnout_points": (
+            None if turnout_before is None or turnout_now is None else round(turnout_now - turnout_before, 2)
+        ),
+        "shares_points": {
+            candidate: round(share - before_shares[candidate], 2)
+            for candidate, share in now_shares.items()
+            if candidate in before_shares
+        },
+        "turnout_at_points": {
+            hour: round(value - before_at[hour], 2) for hour, value in now_at.items() if hour in before_at
+        },
+    }
+    return reference, change
+
+
 def make_standings(
     election: str,
     level: str,
@@ -72,8 +149,17 @@ def make_standings(
     bureaux_total: int,
     total: Tally,
     candidates: list[str],
+    *,
+    version: int = 0,
+    registered_total: int | None = None,
+    qualify: int | None = None,
+    compare_to: str | None = None,
 ) -> dict[str, Any]:
-    """The results view of one area (a ``Standings`` as a plain dict: this runs per message)."""
+    """The results view of one area (a ``Standings`` as a plain dict: this runs per message).
+
+    ``registered_total`` is the registered voters of all the area's bureaux (the roll's): with
+    it, ``decided`` says whether the unreported ones can still change the outcome.
+    """
     votes = total.votes
     if list(votes) == candidates:  # the usual case: reports list candidates in the election's order
         votes = dict(votes)
@@ -83,7 +169,11 @@ def make_standings(
     shares = shares_of(votes, expressed)
     leader, tied, margin = leader_of(votes)
     turnout = turnout_of(total)
-    return {
+    if registered_total is None:
+        decided, qualified = False, None
+    else:
+        decided, qualified = decision_of(votes, registered_total - total.registered, qualify)
+    standings: dict[str, Any] = {
         "election": election,
         "level": level,
         "area": area,
@@ -101,6 +191,32 @@ def make_standings(
         "margin": margin,
         "bureaux_reported": total.bureaux,
         "bureaux_total": bureaux_total,
+        "as_of": total.as_of or None,
+        "version": version,
+        "decided": decided,
+        "qualified": qualified,
+        "turnout_at": _turnout_at(total.turnout_at) or None,
+        "reference": None,
+        "change": None,
+    }
+    if compare_to is not None and total.comparison is not None:
+        standings["reference"], standings["change"] = compare(compare_to, total.comparison)
+    return standings
+
+
+def report_event(
+    standings: dict[str, Any], corrected: bool, cause: dict[str, Any] | None, at: str
+) -> dict[str, Any]:
+    """A bureau's one event per accepted report: ``reported``, or ``corrected`` when a higher
+    ``seq`` replaced an earlier report; it carries the bureau's figures."""
+    return {
+        **standings,
+        "kind": "corrected" if corrected else "reported",
+        "previous_leader": None,
+        "previous_turnout": None,
+        "hour": None,
+        "at": at,
+        "cause": cause,
     }
 
 
@@ -115,25 +231,18 @@ def detect_changes(
     """Events (``UpdateEvent`` dicts) for the move from ``announced`` to ``standings``, and the new
     ``announced``.
 
-    ``announced`` holds ``leader``, ``tied``, ``turnout`` (unrounded) and ``complete``; an empty
-    dict means nothing was said yet, so the first leader and first turnout are events too.
-    ``at`` (a time, or its ISO-8601 text when a batch shares one) defaults to now.
+    ``announced`` holds ``leader``, ``tied``, ``turnout`` (unrounded), ``complete``, ``decided``
+    (what was called: the leader, or the qualified) and ``turnout_at``; an empty dict means
+    nothing was said yet, so the first leader and first turnout are events too. ``at`` (a time,
+    or its ISO-8601 text when a batch shares one) defaults to now.
     """
     events: list[dict[str, Any]] = []
     now = dict(announced)
     common = {
-        "election": standings["election"],
-        "level": standings["level"],
-        "area": standings["area"],
-        "name": standings["name"],
-        "leader": standings["leader"],
+        **standings,
         "previous_leader": None,
-        "tied": standings["tied"],
-        "margin": standings["margin"],
-        "turnout": standings["turnout"],
         "previous_turnout": None,
-        "bureaux_reported": standings["bureaux_reported"],
-        "bureaux_total": standings["bureaux_total"],
+        "hour": None,
         "at": at if isinstance(at, str) else (at or datetime.now(UTC)).isoformat(),
         "cause": cause,
     }
@@ -151,7 +260,27 @@ def detect_changes(
         events.append({**common, "kind": "turnout_changed", "previous_turnout": previous_turnout})
         now["turnout"] = turnout
 
+    if total.turnout_at:
+        said = announced.get("turnout_at", {})
+        for hour, value in (standings["turnout_at"] or {}).items():
+            before = said.get(hour)
+            if before is None or abs(value - before) >= step - EPSILON:
+                events.append(
+                    {**common, "kind": "turnout_reported", "hour": hour, "previous_turnout": before}
+                )
+                said = {**said, hour: value}
+        now["turnout_at"] = said
+
     if not announced.get("complete") and 0 < standings["bureaux_total"] <= standings["bureaux_reported"]:
         events.append({**common, "kind": "complete"})
         now["complete"] = True
+
+    called = announced.get("decided")
+    calling = (standings["qualified"] or standings["leader"]) if standings["decided"] else None
+    if called != calling:
+        if called is not None:  # a correction reopened it (or turned it to someone else)
+            events.append({**common, "kind": "undecided"})
+        if calling is not None:
+            events.append({**common, "kind": "decided"})
+        now["decided"] = calling
     return events, now

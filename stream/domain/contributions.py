@@ -3,10 +3,11 @@
 A contribution message (topics ``<app>-contributions`` and ``<app>-nation-contributions``)::
 
     {"e": election, "l": "department", "a": "42",  "c": [[bureau, seq, tally], ...]}
+        (a turnout report's row: [child, seq, tally, commune, bureau or null], child = "<place>|<hour>")
     {"e": election, "l": "nation",     "a": "FR",  "c": [[department, version, tally, cause], ...]}
 
-with ``tally = [bureaux, registered, voters, blank, invalid, {candidate: votes}]``
-(``Tally.to_json``) and ``cause = {"bureau": ..., "seq": ...}`` or null. Plain lists keep a
+with ``tally = [bureaux, registered, voters, blank, invalid, {candidate: votes}, as_of, comparison,
+turnout_at]`` (``Tally.to_json``; the last three only when set) and ``cause = {"bureau": ..., "seq": ...}`` or null. Plain lists keep a
 night's few thousand messages small and fast to decode; the tally reads the rows in place.
 """
 
@@ -28,8 +29,11 @@ DepartmentRow = list[Any]
 
 
 def department_message(election: str, department: str, rows: list[BureauRow]) -> tuple[bytes, bytes]:
-    """(key, value) of the reports of one department, routed to the department's partition."""
-    key = area_key(election, "department", department).encode()
+    """(key, value) of the reports of one department, routed to the department's partition.
+
+    Keyed by the department alone: every election's reports of a department are tallied in
+    the same partition, where an election finds the one it is compared with (``compare_to``)."""
+    key = f"department|{department}".encode()
     return key, orjson.dumps({"e": election, "l": "department", "a": department, "c": rows})
 
 
@@ -58,7 +62,7 @@ def reports_of(message: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]
                     "votes": votes,
                 },
             )
-            for bureau, seq, (_, registered, voters, blank, invalid, votes) in message["c"]
+            for bureau, seq, (_, registered, voters, blank, invalid, votes, *_) in message["c"]
         ]
     except (KeyError, TypeError, ValueError):  # rows of another shape
         return None

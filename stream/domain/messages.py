@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from stream.domain.regions import REGION_NAMES, region_of
 from stream.errors import InvalidResult
 
 __all__ = [
@@ -147,20 +148,33 @@ class Election(BaseModel):
         return frozenset(c.id for c in self.candidates)
 
     @cached_property
-    def areas(self) -> dict[tuple[str, str], tuple[str, int]]:
-        """(level, area) -> (name, bureaux_total) for every area of the election."""
-        names: dict[tuple[str, str], str] = {("nation", NATION): "France"}
-        totals: dict[tuple[str, str], int] = {("nation", NATION): 0}
+    def areas(self) -> dict[tuple[str, str], tuple[str, int, int]]:
+        """(level, area) -> (name, bureaux_total, registered) for every area of the election."""
+        names: dict[tuple[str, str], str] = {}
+        totals: dict[tuple[str, str], list[int]] = {}
         for entry in self.bureaux:
-            for key, name in (
+            places = [
                 (("bureau", entry.bureau), f"{entry.commune_name} {entry.bureau}".strip()),
                 (("commune", entry.commune), entry.commune_name or entry.commune),
                 (("department", entry.department), entry.department_name or entry.department),
                 (("nation", NATION), "France"),
-            ):
+            ]
+            if entry.circonscription is not None:
+                places.append(
+                    (
+                        ("circonscription", entry.circonscription),
+                        entry.circonscription_name or entry.circonscription,
+                    )
+                )
+            region = region_of(entry.department)
+            if region is not None:
+                places.append((("region", region), REGION_NAMES[region]))
+            for key, name in places:
                 names.setdefault(key, name)
-                totals[key] = totals.get(key, 0) + 1
-        return {key: (names[key], totals[key]) for key in names}
+                total = totals.setdefault(key, [0, 0])
+                total[0] += 1
+                total[1] += entry.registered
+        return {key: (names[key], *totals[key]) for key in names}  # type: ignore[misc]
 
     def parent_of(self, level: str, area: str) -> tuple[str, str] | None:
         """The (level, area) one step up, or None for the nation."""
@@ -278,7 +292,9 @@ class _Figures(BaseModel):
         False, description="no outcome of the unreported bureaux can change the leader (or the qualified)"
     )
     qualified: list[str] | None = Field(None, description="with qualify: N, the first N once decided")
-    turnout_at: dict[str, float] | None = Field(None, description='turnout reported before the count, {"12:00": 19.4}')
+    turnout_at: dict[str, float] | None = Field(
+        None, description='turnout reported before the count, {"12:00": 19.4}'
+    )
     reference: Reference | None = None
     change: Change | None = None
 

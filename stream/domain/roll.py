@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from stream.domain.messages import NATION
+from stream.domain.regions import REGION_NAMES, region_of
 
-__all__ = ["ElectionIndex", "Placement"]
+__all__ = ["AreaInfo", "ElectionIndex", "Placement"]
 
 
 class Placement(NamedTuple):
@@ -22,10 +23,16 @@ class Placement(NamedTuple):
     commune: str
     department: str
     registered: int
+    circonscription: str | None
+    region: str | None
+
+
+#: What an area is: its name, its number of bureaux and their registered voters (from the roll).
+AreaInfo = tuple[str, int, int]
 
 
 class _AreaNames:
-    """``(level, area) -> (name, bureaux_total)``; a bureau's name is made when asked, not stored."""
+    """``(level, area) -> (name, bureaux_total, registered)``; a bureau's is made when asked."""
 
     __slots__ = ("_roll", "_commune_names", "_fixed")
 
@@ -33,17 +40,27 @@ class _AreaNames:
         self,
         roll: dict[str, Placement],
         commune_names: dict[str, str],
-        fixed: dict[tuple[str, str], tuple[str, int]],
+        fixed: dict[tuple[str, str], AreaInfo],
     ) -> None:
         self._roll = roll
         self._commune_names = commune_names  # as in the roll, possibly empty
         self._fixed = fixed
 
-    def __getitem__(self, key: tuple[str, str]) -> tuple[str, int]:
+    def __getitem__(self, key: tuple[str, str]) -> AreaInfo:
         level, area = key
         if level != "bureau":
             return self._fixed[key]
-        return f"{self._commune_names[self._roll[area].commune]} {area}".strip(), 1
+        placement = self._roll[area]
+        return f"{self._commune_names[placement.commune]} {area}".strip(), 1, placement.registered
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._fixed or (key[0] == "bureau" and key[1] in self._roll)
+
+    def of_level(self, level: str) -> list[str]:
+        """Every area of a level (bureaux included), in roll order."""
+        if level == "bureau":
+            return list(self._roll)
+        return [area for (at, area) in self._fixed if at == level]
 
 
 class ElectionIndex:
@@ -51,35 +68,58 @@ class ElectionIndex:
 
     A validated ``messages.Election`` keeps a pydantic object per bureau: about 1.6 kB each, 110 MB
     for the 2017 roll and over a gigabyte for a million bureaux. A worker only looks bureaux up,
-    so it keeps one small tuple per bureau, names of communes and departments once, and the
-    definition itself compressed (to register it again if Redis loses it). Built from the JSON
-    that ``save_election`` stored, which was validated then.
+    so it keeps one small tuple per bureau, names of areas once, and the definition itself
+    compressed (to register it again if Redis loses it). Built from the JSON that
+    ``save_election`` stored, which was validated then.
     """
 
     def __init__(self, definition: dict[str, Any], raw: bytes) -> None:
         self.election: str = definition["election"]
         self.name: str = definition["name"]
+        self.compare_to: str | None = definition.get("compare_to")
+        self.qualify: int | None = definition.get("qualify")
         self.candidate_list: list[str] = [candidate["id"] for candidate in definition["candidates"]]
         self.candidate_ids = frozenset(self.candidate_list)
         intern = sys.intern
         roll: dict[str, Placement] = {}
         names: dict[tuple[str, str], str] = {("nation", NATION): "France"}
-        counts: dict[tuple[str, str], int] = {("nation", NATION): 0}
+        counts: dict[tuple[str, str], list[int]] = {}
         communes_of_department: dict[str, dict[str, None]] = {}
+        circonscriptions_of_commune: dict[str, dict[str, None]] = {}
         commune_names: dict[str, str] = {}
         for entry in definition["bureaux"]:
             commune, department = intern(entry["commune"]), intern(entry["department"])
-            roll[entry["bureau"]] = Placement(commune, department, entry["registered"])
+            circonscription = entry.get("circonscription")
+            circonscription = intern(circonscription) if circonscription else None
+            region = region_of(department)
+            registered = entry["registered"]
+            roll[entry["bureau"]] = Placement(commune, department, registered, circonscription, region)
             commune_names.setdefault(commune, entry.get("commune_name", ""))
             communes_of_department.setdefault(department, {})[commune] = None
-            for key, name in (
+            places: list[tuple[tuple[str, str], str]] = [
                 (("commune", commune), entry.get("commune_name") or commune),
                 (("department", department), entry.get("department_name") or department),
-            ):
+                (("nation", NATION), "France"),
+            ]
+            if circonscription is not None:
+                circonscriptions_of_commune.setdefault(commune, {})[circonscription] = None
+                places.append(
+                    (
+                        ("circonscription", circonscription),
+                        entry.get("circonscription_name") or circonscription,
+                    )
+                )
+            if region is not None:
+                places.append((("region", region), REGION_NAMES[region]))
+            for key, name in places:
                 if key not in names:
                     names[key] = name
-                counts[key] = counts.get(key, 0) + 1
-            counts[("nation", NATION)] += 1
+                count = counts.get(key)
+                if count is None:
+                    counts[key] = [1, registered]
+                else:
+                    count[0] += 1
+                    count[1] += registered
         self.roll = roll
         self.communes_of_department = {
             department: list(communes) for department, communes in communes_of_department.items()
@@ -89,8 +129,14 @@ class ElectionIndex:
             for department, communes in self.communes_of_department.items()
             for commune in communes
         }
+        #: a commune's circonscription when it lies in exactly one (turnout reported per commune)
+        self.circonscription_of_commune = {
+            commune: next(iter(circs))
+            for commune, circs in circonscriptions_of_commune.items()
+            if len(circs) == 1
+        }
         self.areas = _AreaNames(
-            roll, commune_names, {key: (name, counts[key]) for key, name in names.items()}
+            roll, commune_names, {key: (name, counts[key][0], counts[key][1]) for key, name in names.items()}
         )
         self._definition = zlib.compress(raw, 1)
 

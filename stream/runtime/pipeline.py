@@ -63,7 +63,7 @@ class Pipeline:
             settings, elections, areas, producer, nation, self.dead_letters, self.standings
         )
         self.redis_watch = RedisWatch(
-            settings, redis, marker, elections, areas, lambda: self.tallier.departments, self.standings
+            settings, redis, marker, elections, areas, lambda: self.tallier.derived, self.standings
         )
 
     async def on_results(self, records: list[Record]) -> None:

@@ -12,8 +12,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from stream.adapters.redis.keys import results_key
-from stream.domain.aggregation import AreaState, Tally
+from stream.domain.aggregation import AreaState, turnout_child
 from stream.domain.changes import make_standings
+from stream.domain.messages import TURNOUT_HOURS
 from stream.domain.roll import ElectionIndex
 
 __all__ = ["area_standings", "bureau_standings", "standings_of", "StandingsWriter"]
@@ -24,26 +25,58 @@ log = logging.getLogger(__name__)
 Keyed = tuple[str, dict[str, Any]]
 
 
-def area_standings(election: ElectionIndex, level: str, area: str, total: Tally) -> Keyed:
-    name, bureaux_total = election.areas[(level, area)]
+def area_standings(election: ElectionIndex, level: str, area: str, state: AreaState) -> Keyed:
+    name, bureaux_total, registered_total = election.areas[(level, area)]
     standings = make_standings(
-        election.election, level, area, name, bureaux_total, total, election.candidate_list
+        election.election,
+        level,
+        area,
+        name,
+        bureaux_total,
+        state.total,
+        election.candidate_list,
+        version=state.version,
+        registered_total=registered_total,
+        qualify=election.qualify,
+        compare_to=election.compare_to,
     )
     return results_key(election.election, level, area), standings
 
 
-def bureau_standings(election: ElectionIndex, bureau: str, tally: Tally) -> Keyed:
-    name = election.areas[("bureau", bureau)][0]
-    standings = make_standings(election.election, "bureau", bureau, name, 1, tally, election.candidate_list)
+def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -> Keyed:
+    """A bureau's standings from its commune's state: its report (version = its ``seq``), and the
+    turnout it reported before the count."""
+    name, _, registered = election.areas[("bureau", bureau)]
+    seq, tally = commune.children[bureau]
+    turnout_children = [commune.children.get(turnout_child(bureau, hour)) for hour in TURNOUT_HOURS]
+    if any(turnout_children):
+        tally = tally.copy()
+        for child in turnout_children:
+            if child is not None:
+                tally.add(child[1])
+    standings = make_standings(
+        election.election,
+        "bureau",
+        bureau,
+        name,
+        1,
+        tally,
+        election.candidate_list,
+        version=seq,
+        registered_total=registered,
+        qualify=election.qualify,
+        compare_to=election.compare_to,
+    )
     return results_key(election.election, "bureau", bureau), standings
 
 
 def standings_of(election: ElectionIndex, level: str, area: str, state: AreaState) -> Iterator[Keyed]:
     """The standings of an area, and of its bureaux for a commune."""
-    yield area_standings(election, level, area, state.total)
+    yield area_standings(election, level, area, state)
     if level == "commune":
-        for bureau, (_, tally) in state.children.items():
-            yield bureau_standings(election, bureau, tally)
+        for child in state.children:
+            if "|" not in child:  # not a turnout report (``turnout_child``)
+                yield bureau_standings(election, child, state)
 
 
 class StandingsWriter:

@@ -23,16 +23,17 @@ import orjson
 from faust.types import EventT, ProducerT, TableT
 
 from stream.adapters.redis.elections import ElectionCache
-from stream.domain.aggregation import AreaState, Tally, area_key
-from stream.domain.changes import detect_changes
+from stream.domain.aggregation import AreaState, Comparison, Tally, area_key
+from stream.domain.changes import detect_changes, report_event
 from stream.domain.contributions import DepartmentRow, nation_message
 from stream.domain.encoding import dumps
 from stream.domain.messages import NATION
+from stream.domain.regions import region_of
 from stream.domain.roll import ElectionIndex
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.outages import through_outages, waiting_for_redis
 from stream.runtime.standings import StandingsWriter, area_standings, bureau_standings
-from stream.runtime.transaction import AreaTransaction, TouchedArea
+from stream.runtime.transaction import DERIVED_LEVELS, AreaTransaction, TouchedArea
 from stream.settings import Settings
 
 __all__ = ["Tallier", "HELD_STATES"]
@@ -66,8 +67,9 @@ class Tallier:
         self.nation_topic = nation_topic
         self.dead_letters = dead_letters
         self.standings = standings
-        #: in-memory departments with their communes' totals (see ``_department``)
-        self.departments: dict[bytes, AreaState] = {}
+        #: in-memory departments and circonscriptions, with their communes' totals or their
+        #: bureaux' reports (see ``_derived``)
+        self.derived: dict[bytes, AreaState] = {}
         #: communes' and the nation's states exactly as last written, most recent last (``_hold``)
         self.held: OrderedDict[bytes, AreaState] = OrderedDict()
         #: bumped whenever held states are dropped: a chunk that ran meanwhile must not hold its own
@@ -134,7 +136,7 @@ class Tallier:
     def _hold(self, tx: AreaTransaction) -> None:
         held = self.held
         for area in tx.areas.values():
-            if area.level != "department":  # departments live in ``departments``
+            if area.level not in DERIVED_LEVELS:  # those live in ``derived``
                 held[area.key] = area.state
         while len(held) > HELD_STATES:
             held.popitem(last=False)  # the least recently written (a dict's first key is O(n) to find)
@@ -161,77 +163,137 @@ class Tallier:
             elif message["l"] == "department":
                 touched_departments.update(self._into_communes(tx, election, event, message, at))
             else:
-                nation = self._into_nation(tx, election, event, message)
-                if nation.changed:
-                    self._announce(tx, nation, at)
+                self._into_nation(tx, election, event, message, at)
         self._forward_to_nation(tx, touched_departments.values())
         await tx.commit(self.standings)
         return tx
 
-    def _department(
-        self, tx: AreaTransaction, election: ElectionIndex, code: str, event: EventT
+    def _derived(
+        self, tx: AreaTransaction, election: ElectionIndex, level: str, code: str, event: EventT
     ) -> TouchedArea:
-        """A department, whose children (its communes' totals) live only in memory.
+        """A department or a circonscription, whose children live only in memory.
 
         Written with its children, a department would be rewritten whole (hundreds of communes)
         by every chunk that touches it, and interleaved national traffic touches them all. Its
         total is instead derived from its communes' states, which are each written atomically,
-        so it is right after any crash; only its total and what was announced are stored.
+        so it is right after any crash; only its total and what was announced are stored. A
+        circonscription is derived the same way, from the bureaux in its department's communes.
         """
-        key = area_key(election.election, "department", code).encode()
+        key = area_key(election.election, level, code).encode()
         area = tx.areas.get(key)
         if area is not None:
             area.event = event
             return area
-        state = self.departments.get(key)
+        state = self.derived.get(key)
         if state is None:
-            state = self.departments[key] = self._rebuild_department(election, key, code)
-        area = TouchedArea(election, "department", code, key, state, event)
+            department = code if level == "department" else code.rsplit("-", 1)[0]
+            department_key = area_key(election.election, "department", department).encode()
+            if department_key not in self.derived:
+                self._rebuild_department(election, department)
+            state = self.derived.get(key)
+            if state is None:  # a circonscription none of whose bureaux reported yet
+                state = self.derived[key] = AreaState(announced=self._stored(key).announced)
+        area = TouchedArea(election, level, code, key, state, event)
         tx.add(area)
         return area
 
-    def _rebuild_department(self, election: ElectionIndex, key: bytes, code: str) -> AreaState:
+    def _stored(self, key: bytes) -> AreaState:
         raw = self.areas.data.get(key)
-        stored = AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
-        state = AreaState(announced=stored.announced)
-        for commune in election.communes_of_department[code]:
-            raw = self.areas.data.get(area_key(election.election, "commune", commune).encode())
-            if raw is not None:
-                commune_state = AreaState.from_json(orjson.loads(raw))
-                state.apply(commune, commune_state.version, commune_state.total)
-                state.version = max(state.version, commune_state.version)
-        return state
+        return AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
+
+    def _rebuild_department(self, election: ElectionIndex, department: str) -> None:
+        """A department's state and its circonscriptions', from its communes in the store."""
+        name = election.election
+        key = area_key(name, "department", department).encode()
+        state = AreaState(announced=self._stored(key).announced)
+        circonscriptions: dict[str, AreaState] = {}
+        for commune in election.communes_of_department[department]:
+            raw = self.areas.data.get(area_key(name, "commune", commune).encode())
+            if raw is None:
+                continue
+            commune_state = AreaState.from_json(orjson.loads(raw))
+            state.apply(commune, commune_state.version, commune_state.total)
+            state.version = max(state.version, commune_state.version)
+            for child, (seq, tally) in commune_state.children.items():
+                circonscription = self._circonscription_of(election, child)
+                if circonscription is None:
+                    continue
+                circ = circonscriptions.get(circonscription)
+                if circ is None:
+                    circ_key = area_key(name, "circonscription", circonscription).encode()
+                    circ = circonscriptions[circonscription] = AreaState(
+                        announced=self._stored(circ_key).announced
+                    )
+                circ.apply(child, seq, tally)
+                circ.version = max(circ.version, commune_state.version)
+        self.derived[key] = state
+        for circonscription, circ in circonscriptions.items():
+            self.derived[area_key(name, "circonscription", circonscription).encode()] = circ
+
+    @staticmethod
+    def _circonscription_of(election: ElectionIndex, child: str) -> str | None:
+        """The circonscription of a commune's child: a bureau, or a turnout report of a bureau or
+        of a commune (``aggregation.turnout_child``; a commune split between several has none)."""
+        place = child.split("|", 1)[0]
+        placement = election.roll.get(place)
+        if placement is not None:
+            return placement.circonscription
+        return election.circonscription_of_commune.get(place)
 
     def forget_states(self, *args: Any, **kwargs: Any) -> None:
         """Partitions move (or a chunk failed): states are read again from the store, and
-        department totals rebuilt from the communes the worker then holds."""
-        self.departments.clear()
+        departments and circonscriptions rebuilt from the communes the worker then holds."""
+        self.derived.clear()
         self.held.clear()
         self.held_generation += 1
 
     def _into_communes(
         self, tx: AreaTransaction, election: ElectionIndex, event: EventT, message: dict[str, Any], at: str
     ) -> dict[bytes, TouchedArea]:
-        """One contribution: its bureaux into their communes, the communes into their department,
-        then the events of everything it changed. Returns the departments it touched."""
+        """One contribution: its reports into their communes and circonscriptions, the communes
+        into their department, then the events of everything it changed. Returns the
+        departments it touched.
+
+        A row is ``[bureau, seq, tally]`` for a result, ``[child, seq, tally, commune, bureau]``
+        for a turnout report (``contributions``)."""
         offset = event.message.offset
         roll = election.roll
         communes: dict[bytes, TouchedArea] = {}
-        for bureau, seq, tally_json in message["c"]:
-            commune = tx.get(election, "commune", roll[bureau].commune, event)
+        derived: dict[bytes, TouchedArea] = {}
+        for row in message["c"]:
+            child, seq, tally_json = row[0], row[1], row[2]
+            bureau = row[4] if len(row) > 3 else child  # the bureau whose standings it changes, if any
+            commune = tx.get(election, "commune", row[3] if len(row) > 3 else roll[child].commune, event)
             tally = Tally.from_json(tally_json)
-            if commune.state.apply(bureau, seq, tally):
+            if election.compare_to is not None:
+                self._compare(tx, election.compare_to, commune.area, child, tally)
+            corrected = child in commune.state.children
+            if commune.state.apply(child, seq, tally):
                 commune.changed = True
                 commune.state.version = offset
-                commune.cause = {"bureau": bureau, "seq": seq}
-                self._announce_bureau(tx, commune, bureau, seq, tally, at)
-            else:
-                view_key, standings = bureau_standings(election, bureau, commune.state.children[bureau][1])
+                commune.cause = cause = {"bureau": child, "seq": seq}
+                circonscription = self._circonscription_of(election, child)
+                if circonscription is not None:
+                    circ = self._derived(tx, election, "circonscription", circonscription, event)
+                    if circ.state.apply(child, seq, tally):
+                        circ.changed = True
+                        circ.state.version = max(circ.state.version, offset)
+                        circ.cause = cause
+                    derived[circ.key] = circ
+                if bureau is not None and bureau == child:
+                    self._announce_bureau(tx, commune, bureau, corrected, cause, at)
+                elif bureau is not None and bureau in commune.state.children:  # its turnout_at
+                    view_key, standings = bureau_standings(election, bureau, commune.state)
+                    tx.views[view_key] = dumps(standings)
+            elif bureau is not None and bureau in commune.state.children:  # repair a lost view
+                view_key, standings = bureau_standings(election, bureau, commune.state)
                 tx.views[view_key] = dumps(standings)
             communes[commune.key] = commune
         touched: dict[bytes, TouchedArea] = {}
         for commune in communes.values():
-            department = self._department(tx, election, election.roll_by_commune[commune.area], event)
+            department = self._derived(
+                tx, election, "department", election.roll_by_commune[commune.area], event
+            )
             # a copy: the department keeps it as the commune's total, which a later message may change
             if department.state.apply(commune.area, commune.state.version, commune.state.total.copy()):
                 department.changed = True
@@ -240,21 +302,58 @@ class Tallier:
             touched[department.key] = department
             if commune.changed:
                 self._announce(tx, commune, at)
-        for department in touched.values():
-            if department.changed:
-                self._announce(tx, department, at)
+        for area in [*derived.values(), *touched.values()]:
+            if area.changed:
+                self._announce(tx, area, at)
         return touched
 
+    def _compare(self, tx: AreaTransaction, reference: str, commune: str, child: str, tally: Tally) -> None:
+        """Attach the reference election's report of the same child, if it has one (``comparison``).
+
+        The reference's commune is in this partition: contributions are keyed by department
+        alone, whatever the election (``contributions.department_message``). What the reference
+        held when this report came is what counts: a reference is a finished night.
+        """
+        key = area_key(reference, "commune", commune).encode()
+        loaded = tx.areas.get(key)
+        state = loaded.state if loaded is not None else self.held.get(key)
+        if state is None:
+            raw = self.areas.data.get(key)
+            if raw is None:
+                return
+            state = AreaState.from_json(orjson.loads(raw))
+            self.held[key] = state  # exactly as written: the next reports of the commune use it
+        held = state.children.get(child)
+        if held is not None:
+            before = held[1].copy()
+            before.comparison = None
+            tally.comparison = Comparison(before, tally.copy())
+
     def _into_nation(
-        self, tx: AreaTransaction, election: ElectionIndex, event: EventT, message: dict[str, Any]
-    ) -> TouchedArea:
+        self, tx: AreaTransaction, election: ElectionIndex, event: EventT, message: dict[str, Any], at: str
+    ) -> None:
+        """Departments' totals into the nation and their regions (the overseas collectivities and
+        the French abroad are in no region)."""
         nation = tx.get(election, "nation", NATION, event)
+        regions: dict[bytes, TouchedArea] = {}
+        offset = event.message.offset
         for department, version, tally_json, cause in message["c"]:
-            if nation.state.apply(department, version, Tally.from_json(tally_json)):
+            tally = Tally.from_json(tally_json)
+            if nation.state.apply(department, version, tally):
                 nation.changed = True
-                nation.state.version = event.message.offset
+                nation.state.version = offset
                 nation.cause = cause
-        return nation
+            code = region_of(department)
+            if code is not None:
+                region = tx.get(election, "region", code, event)
+                if region.state.apply(department, version, tally):
+                    region.changed = True
+                    region.state.version = offset
+                    region.cause = cause
+                regions[region.key] = region
+        for area in [*regions.values(), nation]:
+            if area.changed:
+                self._announce(tx, area, at)
 
     def _forward_to_nation(self, tx: AreaTransaction, departments: Iterable[TouchedArea]) -> None:
         by_election: dict[str, list[DepartmentRow]] = {}
@@ -267,20 +366,21 @@ class Tallier:
 
     # -- announcing ----------------------------------------------------------------------
     def _announce_bureau(
-        self, tx: AreaTransaction, commune: TouchedArea, bureau: str, seq: int, tally: Tally, at: str
+        self,
+        tx: AreaTransaction,
+        commune: TouchedArea,
+        bureau: str,
+        corrected: bool,
+        cause: dict[str, Any],
+        at: str,
     ) -> None:
-        """A bureau's own events; what was said about it is kept in its commune's state."""
-        view_key, standings = bureau_standings(commune.election, bureau, tally)
-        announced = commune.state.child_announced.get(bureau, {})
-        cause = {"bureau": bureau, "seq": seq}
-        events, commune.state.child_announced[bureau] = detect_changes(
-            announced, standings, tally, self.settings.turnout_step, cause, at
-        )
-        self._publish(tx, view_key, bureau, standings, events)
+        """A bureau's one event per accepted report (``reported`` or ``corrected``)."""
+        view_key, standings = bureau_standings(commune.election, bureau, commune.state)
+        self._publish(tx, view_key, bureau, standings, [report_event(standings, corrected, cause, at)])
 
     def _announce(self, tx: AreaTransaction, area: TouchedArea, at: str) -> None:
         state = area.state
-        view_key, standings = area_standings(area.election, area.level, area.area, state.total)
+        view_key, standings = area_standings(area.election, area.level, area.area, state)
         events, state.announced = detect_changes(
             state.announced, standings, state.total, self.settings.turnout_step, area.cause, at
         )

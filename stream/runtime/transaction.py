@@ -19,7 +19,11 @@ from stream.runtime.faust.table_writes import write_under_event
 from stream.runtime.outages import through_outages
 from stream.runtime.standings import StandingsWriter, area_standings
 
-__all__ = ["TouchedArea", "AreaTransaction"]
+__all__ = ["TouchedArea", "AreaTransaction", "DERIVED_LEVELS"]
+
+#: Levels whose states live in the tally's memory, derived from their communes', and are stored
+#: without their children (``runtime.tally.Tallier._derived``).
+DERIVED_LEVELS = frozenset({"department", "circonscription"})
 
 
 @dataclass(slots=True)
@@ -80,9 +84,9 @@ class AreaTransaction:
            totals for the nation): the state records what was announced, so it is written
            only once the events are in Kafka;
         3. the standings go to Redis (or wait in memory while it is away);
-        4. the announced areas' states go to the table store, departments before their communes:
-           should a crash keep only part of them, a department's announced state is then ahead
-           of its communes, never behind, and the replay announces from what subscribers last heard;
+        4. the announced areas' states go to the table store, departments and circonscriptions
+           before their communes: should a crash keep only part of them, their announced state
+           is then ahead of their communes, never behind, and the replay announces from what subscribers last heard;
         5. their changelog records go to Kafka as record batches; only these are retried on an
            outage (retried whole, the chunk would find nothing new in the store and send none).
 
@@ -92,13 +96,13 @@ class AreaTransaction:
         """
         for area in self.areas.values():  # 1
             if not area.written:
-                view_key, shown = area_standings(area.election, area.level, area.area, area.state.total)
+                view_key, shown = area_standings(area.election, area.level, area.area, area.state)
                 self.views[view_key] = dumps(shown)
         await self.outbox.deliver()  # 2
         await standings.write(self.views)  # 3
         records = [  # 4
             (area, self._write(area))
-            for area in sorted(self.areas.values(), key=lambda area: area.level != "department")
+            for area in sorted(self.areas.values(), key=lambda area: area.level not in DERIVED_LEVELS)
             if area.written
         ]
         await through_outages(self._send_changelog, records)  # 5
@@ -111,7 +115,7 @@ class AreaTransaction:
         a 100-message buffer, which took half the time of a night with reports interleaved
         across the country.
         """
-        value = dumps(area.state.to_json(with_children=area.level != "department"))  # held until sent
+        value = dumps(area.state.to_json(with_children=area.level not in DERIVED_LEVELS))  # held until sent
         write_under_event(self.table.data, area.key, value, area.event)
         return value
 
