@@ -26,7 +26,7 @@ from stream.errors import SoireeError
 __all__ = ["Settings", "get_settings", "LEVELS", "CONFIG_ENV", "ConfigError"]
 
 #: The aggregation levels, from the smallest area to the largest.
-LEVELS: tuple[str, ...] = ("bureau", "commune", "department", "nation")
+LEVELS: tuple[str, ...] = ("bureau", "commune", "circonscription", "department", "region", "nation")
 #: The environment variable naming the TOML settings file (not a setting itself: it says where they are).
 CONFIG_ENV = "SOIREE_CONFIG"
 
@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
     home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
     results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
+    turnout_topic: str = Field("turnout-reports", description="turnout at 12:00 and 17:00, before the count")
     rejected_topic: str = Field("bureau-results-rejected", description="dead letters, with reasons")
     updates_topic: str = Field("election-updates", description="change events, keyed by area")
     elections_topic: str = Field(

@@ -151,6 +151,7 @@ def private_settings(base: Settings, app_id: str, **overrides: Any) -> Settings:
         update=dict(
             app_id=app_id,
             results_topic=f"{app_id}-results",
+            turnout_topic=f"{app_id}-turnout",
             rejected_topic=f"{app_id}-rejected",
             updates_topic=f"{app_id}-updates",
             elections_topic=f"{app_id}-elections",

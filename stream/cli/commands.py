@@ -282,7 +282,11 @@ def _errors(exc: Any) -> str:
 def ingest(
     file: str = typer.Argument(..., help="results file (JSON Lines or ministry CSV[.gz]); - for stdin"),
     election: str = typer.Option(..., help="election id the results belong to"),
-    format: str = typer.Option("jsonl", "--format", help="jsonl | ministry"),
+    format: str = typer.Option(
+        "jsonl",
+        "--format",
+        help="jsonl | ministry | turnout (JSON Lines of turnout reports, to turnout-reports)",
+    ),
     rate: float | None = typer.Option(None, help="publish at most N results per second"),
     dry_run: bool = typer.Option(False, help="validate only, publish nothing"),
 ) -> None:
@@ -293,8 +297,8 @@ def ingest(
     definition = load_election(_redis(), election)
     if definition is None:
         fail(f"unknown election {election!r}; register it with `soiree election create`")
-    if format not in ("jsonl", "ministry"):
-        fail(f"unknown format {format!r}; use jsonl or ministry")
+    if format not in ("jsonl", "ministry", "turnout"):
+        fail(f"unknown format {format!r}; use jsonl, ministry or turnout")
     if format == "ministry" and file == "-":
         fail("the ministry format needs a file path")
     report = asyncio.run(_ingest(settings, definition, file, format, rate, dry_run))
@@ -336,8 +340,11 @@ def _open_maybe_gzip(path: Path) -> Any:
 async def _ingest(
     settings: Any, definition: Any, file: str, format: str, rate: float | None, dry_run: bool
 ) -> Any:
-    from stream.adapters.kafka.publisher import IngestReport, Publisher, check_line
+    from stream.adapters.kafka.publisher import IngestReport, Publisher, check_line, check_turnout_line
     from stream.domain.messages import InvalidResult
+
+    turnout = format == "turnout"
+    check = check_turnout_line if turnout else check_line
 
     report = IngestReport()
     if format == "ministry":
@@ -360,7 +367,7 @@ async def _ingest(
                 if not raw:
                     continue
                 try:
-                    result = check_line(raw, definition, settings.max_message_bytes)
+                    result = check(raw, definition, settings.max_message_bytes)
                 except InvalidResult as exc:
                     report.reject(where, str(exc))
                     if publisher:
@@ -368,7 +375,7 @@ async def _ingest(
                     continue
                 report.accepted += 1
                 if publisher:
-                    await publisher.result(result)
+                    await (publisher.turnout(result) if turnout else publisher.result(result))
 
     if dry_run:
         await run(None)
@@ -399,7 +406,9 @@ def _progress() -> Progress:
 # -- results and events -----------------------------------------------------------------------
 @app.command()
 def results(
-    level: str = typer.Argument(..., help="bureau | commune | department | nation"),
+    level: str = typer.Argument(
+        ..., help="bureau | commune | circonscription | department | region | nation"
+    ),
     area: str | None = typer.Argument(None, help="area id (FR, 42, 42218, 42218-0001); all areas if omitted"),
     election: str = typer.Option(..., help="election id"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),

@@ -1,10 +1,10 @@
 """Exact, idempotent totals: the arithmetic of contributions and versions (no Kafka, no Redis).
 
 Every area (commune, circonscription, department, region, nation) keeps its total *and* the
-last contribution of each child with that child's version. A contribution is a child's whole current tally, never a
-delta, so applying the same one twice, or an older one late, changes nothing; a newer one
-replaces the child's earlier contribution. That is what makes at-least-once delivery safe:
-re-sending is always allowed, counting twice is impossible.
+last contribution of each child with that child's version. A contribution is a child's whole
+current tally, never a delta, so applying the same one twice, or an older one late, changes
+nothing; a newer one replaces the child's earlier contribution. That is what makes at-least-
+once delivery safe: re-sending is always allowed, counting twice is impossible.
 
 A commune's and a circonscription's children are bureaux, versioned by the report's ``seq``
 (and turnout reports, ``turnout_child``). A department's children are its communes, and a
@@ -28,9 +28,10 @@ class Tally:
     """Integer counts of a set of reported bureaux, and what travels with them.
 
     ``as_of`` is the latest ``reported_at`` included (UTC, ``%Y-%m-%dT%H:%M:%SZ``, so text order
-    is time order; "" when none said). ``comparison`` holds the ``compare_to`` election's tally and
-    this one's over the bureaux reported in both (None without one). ``turnout_at`` is ``{hour: [registered, voters]}`` of
-    the turnout reports included. All three ride along every sum, so every level gets them.
+    is time order; "" when none said). ``comparison`` holds the ``compare_to`` election's tally
+    and this one's over the bureaux reported in both (None without one). ``turnout_at`` is
+    ``{hour: [registered, voters]}`` of the turnout reports included. All three ride along every
+    sum, so every level gets them.
     """
 
     bureaux: int = 0

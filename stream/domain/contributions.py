@@ -7,7 +7,8 @@ A contribution message (topics ``<app>-contributions`` and ``<app>-nation-contri
     {"e": election, "l": "nation",     "a": "FR",  "c": [[department, version, tally, cause], ...]}
 
 with ``tally = [bureaux, registered, voters, blank, invalid, {candidate: votes}, as_of, comparison,
-turnout_at]`` (``Tally.to_json``; the last three only when set) and ``cause = {"bureau": ..., "seq": ...}`` or null. Plain lists keep a
+turnout_at]`` (``Tally.to_json``; the last three only when set) and
+``cause = {"bureau": ..., "seq": ...}`` or null. Plain lists keep a
 night's few thousand messages small and fast to decode; the tally reads the rows in place.
 """
 

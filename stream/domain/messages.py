@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import (
@@ -40,6 +40,8 @@ __all__ = [
     "parse_result",
     "check_against_election",
     "validate_result",
+    "parse_turnout",
+    "validate_turnout",
     "NATION",
     "LEVELS",
     "TurnoutReport",
@@ -118,7 +120,8 @@ class Election(BaseModel):
             raise ValueError(f"election {self.election}: compare_to names the election itself")
         if self.qualify is not None and self.qualify >= len(self.candidates):
             raise ValueError(
-                f"election {self.election}: qualify = {self.qualify} needs more than {self.qualify} candidates"
+                f"election {self.election}: qualify = {self.qualify} needs more than "
+                f"{self.qualify} candidates"
             )
         for what, ids in (
             ("candidate", [c.id for c in self.candidates]),
@@ -373,8 +376,20 @@ def _describe(error: ErrorDetails) -> str:
     return f"field '{location}': {message} (got {shown})" if location else f"{message} (got {shown})"
 
 
+_Message = TypeVar("_Message", bound=BaseModel)
+
+
 def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
     """Decode and check one ``bureau-results`` payload, or raise ``InvalidResult``."""
+    return _parse(raw, BureauResult, max_bytes)
+
+
+def parse_turnout(raw: bytes | str, max_bytes: int = 65536) -> TurnoutReport:
+    """Decode and check one ``turnout-reports`` payload, or raise ``InvalidResult``."""
+    return _parse(raw, TurnoutReport, max_bytes)
+
+
+def _parse(raw: bytes | str, model: type[_Message], max_bytes: int) -> _Message:
     if isinstance(raw, str):
         try:
             raw = raw.encode()
@@ -395,10 +410,11 @@ def parse_result(raw: bytes | str, max_bytes: int = 65536) -> BureauResult:
     if not isinstance(data, dict):
         raise InvalidResult(f"payload must be a JSON object, got {type(data).__name__}")
     try:
-        return BureauResult.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        bureau = data.get("bureau")
-        prefix = f"bureau {bureau}: " if isinstance(bureau, str) and bureau else ""
+        place = data.get("bureau") or data.get("commune")
+        what = "bureau" if data.get("bureau") else "commune"
+        prefix = f"{what} {place}: " if isinstance(place, str) and place else ""
         reasons = "; ".join(_describe(e) for e in exc.errors(include_url=False))
         if prefix and reasons.startswith(prefix):
             prefix = ""
@@ -450,6 +466,37 @@ def validate_result(raw: bytes | str, elections: ElectionLookup, max_bytes: int 
     result = parse_result(raw, max_bytes)
     check_against_election(result, elections.get(result.election))
     return result
+
+
+def validate_turnout(
+    raw: bytes | str,
+    elections: ElectionLookup,
+    registered_of_commune: Mapping[str, int] | None = None,
+    max_bytes: int = 65536,
+) -> TurnoutReport:
+    """``parse_turnout`` and the roll's rules: the election exists, the bureau or commune is in
+    its roll, and no more voters than its registered."""
+    report = parse_turnout(raw, max_bytes)
+    election = elections.get(report.election)
+    where = f"{'bureau' if report.bureau else 'commune'} {report.place}"
+    if election is None or election.election != report.election:
+        raise InvalidResult(f"{where}: unknown election {report.election!r}")
+    if report.bureau is not None:
+        entry = election.roll.get(report.bureau)
+        if entry is None:
+            raise InvalidResult(f"{where}: not in the roll of election {report.election}")
+        registered = entry.registered
+    else:
+        known = registered_of_commune or {}
+        if report.place not in known:
+            raise InvalidResult(f"{where}: not in the roll of election {report.election}")
+        registered = known[report.place]
+    if report.voters > registered:
+        raise InvalidResult(
+            f"{where}: voters = {report.voters} at {report.at_hour} exceeds the roll's "
+            f"registered = {registered}"
+        )
+    return report
 
 
 def describe_payload(raw: bytes) -> tuple[str, bool]:

@@ -135,6 +135,10 @@ class ElectionIndex:
             for commune, circs in circonscriptions_of_commune.items()
             if len(circs) == 1
         }
+        #: registered voters per commune (a commune's turnout report is checked against it)
+        self.registered_of_commune = {
+            area: count[1] for (level, area), count in counts.items() if level == "commune"
+        }
         self.areas = _AreaNames(
             roll, commune_names, {key: (name, counts[key][0], counts[key][1]) for key, name in names.items()}
         )

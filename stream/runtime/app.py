@@ -2,7 +2,8 @@
 
 ::
 
-    bureau-results ──► route_results ──(invalid)──► bureau-results-rejected
+    bureau-results  ──► route_results ──(invalid)──► bureau-results-rejected
+    turnout-reports ──┘
                            │ valid reports, one message per department per batch
                            ▼
                  <app>-contributions ──► tally_areas ──┬──► table areas (communes, departments, nation)
@@ -96,9 +97,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     # Reports arrive as bundles (one per partition per fetch, ``runtime.faust.Bundle``): Faust's
     # per-record delivery cost more CPU than routing them.
-    app.bundled_topics = frozenset({settings.results_topic})
+    app.bundled_topics = frozenset({settings.results_topic, settings.turnout_topic})
     results = app.topic(
-        settings.results_topic, partitions=partitions, schema=RawSchema(), maxsize=RESULTS_STREAM_BUNDLES
+        settings.results_topic,
+        settings.turnout_topic,
+        partitions=partitions,
+        schema=RawSchema(),
+        maxsize=RESULTS_STREAM_BUNDLES,
     )
 
     # Routing as a Faust agent: a plain consumer group reading record batches was 12 s faster

@@ -57,7 +57,12 @@ class Pipeline:
         self.dead_letters = DeadLetters(producer, settings.rejected_topic)
         self.standings = StandingsWriter(redis)
         self.router = Router(
-            elections, producer, contributions, self.dead_letters, settings.max_message_bytes
+            elections,
+            producer,
+            contributions,
+            self.dead_letters,
+            settings.max_message_bytes,
+            settings.turnout_topic,
         )
         self.tallier = Tallier(
             settings, elections, areas, producer, nation, self.dead_letters, self.standings

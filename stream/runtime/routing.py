@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from faust.types import ProducerT
 
 from stream.adapters.redis.elections import ElectionCache
-from stream.domain.aggregation import Tally
+from stream.domain.aggregation import Tally, turnout_child, utc_text
 from stream.domain.contributions import BureauRow, department_message
-from stream.domain.messages import InvalidResult, validate_result
+from stream.domain.messages import InvalidResult, validate_result, validate_turnout
 from stream.runtime.dead_letters import DeadLetters, Record, internal_error
 from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
@@ -29,7 +30,9 @@ class Router:
         contributions: str,
         dead_letters: DeadLetters,
         max_message_bytes: int,
+        turnout_topic: str = "turnout-reports",
     ) -> None:
+        self.turnout_topic = turnout_topic
         self.elections = elections
         self.producer = producer
         self.contributions = contributions
@@ -62,7 +65,9 @@ class Router:
         await outbox.deliver()
 
     def _validate(self, record: Record) -> tuple[str, str, list[Any]]:
-        """(election, department, [bureau, seq, tally]) of a valid report, or InvalidResult."""
+        """(election, department, row) of a valid report, or InvalidResult (``contributions``)."""
+        if record.topic == self.turnout_topic:
+            return self._validate_turnout(record)
         result = validate_result(record.value or b"", self.elections, self.max_message_bytes)
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         if key != result.bureau:
@@ -76,3 +81,47 @@ class Router:
         entry = election.roll[result.bureau]
         tally = Tally.of_result(result, entry.registered)
         return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]
+
+    def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any]]:
+        """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally
+        holds only ``turnout_at = {hour: [registered, voters]}`` (and its time)."""
+        election_id = _election_of(record.value)
+        election = self.elections.get(election_id) if election_id else None
+        registered_of_commune = election.registered_of_commune if election is not None else None
+        report = validate_turnout(
+            record.value or b"", self.elections, registered_of_commune, self.max_message_bytes
+        )
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        if key != report.place:
+            raise InvalidResult(
+                f"{'bureau' if report.bureau else 'commune'} {report.place}: message key {key!r} must be "
+                f"the {'bureau' if report.bureau else 'commune'} id (a place's reports share a partition)"
+            )
+        if election is None:  # validate_turnout found it: a bug, dead-lettered as such by _route
+            raise RuntimeError(f"election {report.election!r} validated but not found")
+        if report.bureau is not None:
+            placement = election.roll[report.bureau]
+            commune, registered = placement.commune, placement.registered
+        else:
+            commune, registered = report.place, election.registered_of_commune[report.place]
+        tally = Tally(
+            as_of=utc_text(report.reported_at), turnout_at={report.at_hour: [registered, report.voters]}
+        )
+        row = [
+            turnout_child(report.place, report.at_hour),
+            report.seq,
+            tally.to_json(),
+            commune,
+            report.bureau,
+        ]
+        return report.election, election.roll_by_commune[commune], row
+
+
+def _election_of(raw: bytes | None) -> str | None:
+    """The election a payload names, if it is readable at all (validation says what is wrong)."""
+    try:
+        data = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    election = data.get("election") if isinstance(data, dict) else None
+    return election if isinstance(election, str) else None

@@ -86,7 +86,8 @@ class AreaTransaction:
         3. the standings go to Redis (or wait in memory while it is away);
         4. the announced areas' states go to the table store, departments and circonscriptions
            before their communes: should a crash keep only part of them, their announced state
-           is then ahead of their communes, never behind, and the replay announces from what subscribers last heard;
+           is then ahead of their communes, never behind, and the replay announces from what
+           subscribers last heard;
         5. their changelog records go to Kafka as record batches; only these are retried on an
            outage (retried whole, the chunk would find nothing new in the store and send none).
 

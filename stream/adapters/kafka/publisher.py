@@ -1,4 +1,5 @@
-"""Feeding ``bureau-results``: validate locally first, publish the valid, record the invalid.
+"""Feeding ``bureau-results`` and ``turnout-reports``: validate locally first, publish the valid,
+record the invalid.
 
 ``ingest``, ``replay``, the demo and the benchmark all publish through ``Publisher`` so that a
 report is always keyed by its bureau id (the worker rejects any other key) and invalid input
@@ -23,10 +24,11 @@ from stream.domain.messages import (
     check_against_election,
     make_rejection,
     parse_result,
+    validate_turnout,
 )
 from stream.settings import Settings
 
-__all__ = ["Publisher", "IngestReport", "check_line"]
+__all__ = ["Publisher", "IngestReport", "check_line", "check_turnout_line"]
 
 
 @dataclass
@@ -63,6 +65,20 @@ def check_line(raw: bytes, election: Election, max_bytes: int) -> dict[str, Any]
     return result.model_dump(mode="json", exclude_none=True)
 
 
+def check_turnout_line(raw: bytes, election: Election, max_bytes: int) -> dict[str, Any]:
+    """One input line as a turnout report dict for ``election`` (the election id may be omitted)."""
+    registered_of_commune = {
+        area: registered for (level, area), (_, _, registered) in election.areas.items() if level == "commune"
+    }
+    report = validate_turnout(
+        _with_election(raw, election.election),
+        {election.election: election},
+        registered_of_commune,
+        max_bytes,
+    )
+    return report.model_dump(mode="json", exclude_none=True)
+
+
 def _with_election(raw: bytes, election_id: str) -> bytes:
     try:
         data = orjson.loads(raw)
@@ -83,6 +99,7 @@ class Publisher:
         )
         self._rate = rate
         self._results = settings.results_topic
+        self._turnout = settings.turnout_topic
         self._rejected = settings.rejected_topic
         self._started_at = 0.0
         self._sent = 0
@@ -105,6 +122,13 @@ class Publisher:
         future = await self._producer.send(
             self._results, key=result["bureau"].encode(), value=orjson.dumps(result)
         )
+        self._track(future)
+
+    async def turnout(self, report: dict[str, Any]) -> None:
+        """Publish one valid turnout report, keyed by its bureau or commune."""
+        await self._pace()
+        place = report.get("bureau") or report["commune"]
+        future = await self._producer.send(self._turnout, key=place.encode(), value=orjson.dumps(report))
         self._track(future)
 
     async def rejection(

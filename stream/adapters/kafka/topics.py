@@ -51,6 +51,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     """Every topic Soirée creates, with its partition count."""
     names = (
         settings.results_topic,
+        settings.turnout_topic,
         settings.rejected_topic,
         settings.updates_topic,
         contributions_topic(settings),
@@ -68,6 +69,7 @@ def co_partitioned(settings: Settings) -> list[str]:
     reads the contributions, the nation's messages and the table's changelog by partition."""
     return [
         settings.results_topic,
+        settings.turnout_topic,
         contributions_topic(settings),
         nation_topic(settings),
         changelog_topic(settings),
