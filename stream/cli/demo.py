@@ -10,21 +10,21 @@ import sys
 import time
 from collections import deque
 from datetime import datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from stream.adapters.redis.keys import results_key
-from stream.cli.replay import renamed, run_replay
+from stream.cli.replay import run_replay
 from stream.cli.views import event_line, standings_table
 from stream.domain.messages import Standings, UpdateEvent
 from stream.settings import Settings
-from stream.sources.scenario import Scenario, seed_scenario
+from stream.sources.scenario import Scenario, seed_first_round, seed_scenario
 
 __all__ = ["run_demo"]
 
@@ -40,15 +40,22 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
     console.rule("[bold]Soirée demo: primaire de la gauche, 2nd round, 29 January 2017")
     infra.up(settings, console)
     asyncio.run(ensure_topics(settings))
-    scenario = seed_scenario()
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
-    scenario = renamed(scenario, f"{scenario.election.election}-demo-{run_id}")
+    first = seed_first_round()
+    first = first.renamed(f"{first.election.election}-demo-{run_id}")
+    scenario = seed_scenario()
+    scenario = scenario.renamed(
+        f"{scenario.election.election}-demo-{run_id}", compare_to=first.election.election
+    )
     import redis
 
-    register_election(settings, redis.Redis.from_url(settings.redis_dsn()), scenario.election)
+    client = redis.Redis.from_url(settings.redis_dsn())
+    register_election(settings, client, first.election)
+    register_election(settings, client, scenario.election)
     worker = _start_worker(settings, scenario.election.election)
     console.print(f"worker started (pid {worker.pid}, log {settings.home / 'logs' / 'worker.log'})")
     try:
+        asyncio.run(_first_round(settings, console, first, worker))
         final = asyncio.run(_live(settings, console, scenario, speed, worker))
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -91,6 +98,48 @@ def expected_totals(scenario: Scenario) -> dict[tuple[str, str], tuple[int, dict
                 votes[candidate] = votes.get(candidate, 0) + count
             sums[key] = (voters + result.voters, votes)
     return sums
+
+
+async def _first_round(
+    settings: Settings, console: Console, first: Scenario, worker: subprocess.Popen[bytes]
+) -> None:
+    """The first round, as fast as it goes: the second compares itself with it (``compare_to``)."""
+    election = first.election.election
+    bureaux = len(first.election.bureaux)
+    client = aioredis.Redis.from_url(settings.redis_dsn())
+    sent = 0
+
+    def on_sent() -> None:
+        nonlocal sent
+        sent += 1
+
+    with _progress(console) as progress:
+        published = progress.add_task("first round (22 January) published", total=len(first.reports))
+        counted = progress.add_task("first round counted", total=bureaux)
+        replay = asyncio.create_task(run_replay(settings, first, 0, on_sent=on_sent))
+        deadline: float | None = None
+        while True:
+            await asyncio.sleep(0.25)
+            if worker.poll() is not None:
+                raise SystemExit(
+                    f"the worker stopped (exit {worker.returncode}); see {settings.home}/logs/worker.log"
+                )
+            raw = await client.get(results_key(election, "nation", "FR"))
+            reported = Standings.model_validate_json(raw).bureaux_reported if raw else 0
+            progress.update(published, completed=sent)
+            progress.update(counted, completed=reported)
+            if replay.done():
+                replay.result()
+                deadline = deadline or time.monotonic() + 60
+                if reported == bureaux:
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit("the worker did not count the first round within 60 s; see its log")
+    await client.aclose()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console)
 
 
 async def _live(
@@ -191,20 +240,25 @@ def _print_outcome(console: Console, scenario: Scenario, final: dict[tuple[str, 
     for key in WATCHED:
         if key in final:
             console.print(standings_table(final[key]))
-    facts: dict[str, Any] = scenario.facts
     nation, loire = final.get(("nation", "FR")), final.get(("department", "42"))
-    first = facts.get("first_round_voters", {})
     if nation and loire:
         console.print(
             f"Nation: Hamon {nation.shares.get('HAMON', 0):.2f} %, "
-            f"Valls {nation.shares.get('VALLS', 0):.2f} %, "
-            f"{nation.voters:,} voters"
-            + (f" ({nation.voters - first['FR']:+,} on the first round)" if "FR" in first else "")
+            f"Valls {nation.shares.get('VALLS', 0):.2f} %, {nation.voters:,} voters" + _on_first_round(nation)
         )
-        if "42" in first:
-            growth = 100.0 * (loire.voters - first["42"]) / first["42"]
-            console.print(
-                f"Loire: {loire.voters:,} voters in {loire.bureaux_total} bureaux, "
-                f"Hamon {loire.votes.get('HAMON', 0):,} "
-                f"({loire.shares.get('HAMON', 0):.1f} %), turnout up {growth:.1f} % on the first round"
-            )
+        console.print(
+            f"Loire: {loire.voters:,} voters in {loire.bureaux_total} bureaux, "
+            f"Hamon {loire.votes.get('HAMON', 0):,} ({loire.shares.get('HAMON', 0):.1f} %)"
+            + _on_first_round(loire)
+        )
+
+
+def _on_first_round(standings: Standings) -> str:
+    """What the engine's comparison says (``change``, over the bureaux counted in both rounds)."""
+    change, reference = standings.change, standings.reference
+    if change is None or reference is None or change.voters_pct is None:
+        return ""
+    more = ""
+    if reference.bureaux == standings.bureaux_reported:  # like for like over every counted bureau
+        more = f", {standings.voters - reference.voters:+,} voters"
+    return f"; turnout up {change.voters_pct:.1f} % on the first round{more}"
