@@ -220,6 +220,11 @@ def election_create(
     from_ministry: Path | None = typer.Option(None, help="build it from a ministry per-bureau file"),
     election: str | None = typer.Option(None, help="election id (required with --from-ministry)"),
     name: str | None = typer.Option(None, help="display name (with --from-ministry)"),
+    compare_to: str | None = typer.Option(
+        None, help="an election sharing its bureau ids: standings gain reference and change"
+    ),
+    qualify: int | None = typer.Option(None, help="the first N go through (presidential round 1: 2)"),
+    round_: int | None = typer.Option(None, "--round", help="1 or 2"),
 ) -> None:
     """Register an election definition (its roll of bureaux is authoritative)."""
     from pydantic import ValidationError
@@ -245,6 +250,13 @@ def election_create(
             fail(f"--election {election} but the file defines {definition.election}")
     else:
         fail("give a FILE (or -) or --from-ministry FILE --election ID")
+    options = {"compare_to": compare_to, "qualify": qualify, "round": round_}
+    if any(value is not None for value in options.values()):
+        given = {key: value for key, value in options.items() if value is not None}
+        try:
+            definition = Election.model_validate({**definition.model_dump(), **given})
+        except ValidationError as exc:
+            fail("invalid election definition:\n" + _errors(exc))
     _register(definition)
     communes = {entry.commune for entry in definition.bureaux}
     console.print(
