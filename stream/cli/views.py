@@ -19,21 +19,42 @@ def _lead(leader: str | None, tied: list[str] | None) -> str:
 def standings_table(standings: Standings) -> Table:
     """One area: every candidate's votes and share, turnout and progress in the caption."""
     turnout = "—" if standings.turnout is None else f"{standings.turnout:.2f} %"
+    caption = [
+        f"turnout {turnout} · {standings.voters:,} voters of {standings.registered:,} registered · "
+        f"blank {standings.blank:,} · invalid {standings.invalid:,} · "
+        f"{standings.bureaux_reported:,}/{standings.bureaux_total:,} bureaux"
+    ]
+    if standings.decided:
+        called = ", ".join(standings.qualified) if standings.qualified else standings.leader
+        caption.append(f"decided: {called}")
+    if standings.turnout_at:
+        caption.append("turnout at " + ", ".join(f"{h} {v:.2f} %" for h, v in standings.turnout_at.items()))
+    change = standings.change
+    if change is not None and standings.reference is not None and change.voters_pct is not None:
+        caption.append(
+            f"against {standings.reference.election} ({standings.reference.bureaux:,} bureaux in both): "
+            f"voters {change.voters_pct:+.2f} %"
+            + ("" if change.turnout_points is None else f", turnout {change.turnout_points:+.2f} points")
+        )
+    if standings.as_of is not None:
+        caption.append(f"as of {standings.as_of.isoformat()}")
     table = Table(
         title=f"{standings.name} ({standings.level} {standings.area})",
         min_width=64,
-        caption=(
-            f"turnout {turnout} · {standings.voters:,} voters of {standings.registered:,} registered · "
-            f"blank {standings.blank:,} · invalid {standings.invalid:,} · "
-            f"{standings.bureaux_reported:,}/{standings.bureaux_total:,} bureaux"
-        ),
+        caption="\n".join(caption),
     )
     table.add_column("candidate")
     table.add_column("votes", justify="right")
     table.add_column("share", justify="right")
+    points = change.shares_points if change is not None else {}
+    if points:
+        table.add_column("points", justify="right")
     for candidate, votes in sorted(standings.votes.items(), key=lambda item: -item[1]):
         style = "bold" if candidate == standings.leader else ""
-        table.add_row(candidate, f"{votes:,}", f"{standings.shares[candidate]:.2f} %", style=style)
+        row = [candidate, f"{votes:,}", f"{standings.shares[candidate]:.2f} %"]
+        if points:
+            row.append(f"{points[candidate]:+.2f}" if candidate in points else "")
+        table.add_row(*row, style=style)
     return table
 
 
@@ -76,6 +97,18 @@ def event_line(event: UpdateEvent) -> Text:
     elif event.kind == "turnout_changed":
         before = "—" if event.previous_turnout is None else f"{event.previous_turnout:.2f}"
         text.append(f"turnout {before} → {event.turnout:.2f} %", style="cyan")
+    elif event.kind in ("reported", "corrected"):
+        text.append(f"{event.kind} · {_lead(event.leader, event.tied)} +{event.margin:,}", style="dim")
+    elif event.kind == "decided":
+        called = ", ".join(event.qualified) if event.qualified else event.leader
+        text.append(f"decided: {called}", style="bold magenta")
+    elif event.kind == "undecided":
+        text.append("undecided again (a correction)", style="bold red")
+    elif event.kind == "turnout_reported":
+        text.append(
+            f"turnout at {event.hour}: {(event.turnout_at or {}).get(event.hour or '', 0):.2f} %",
+            style="cyan",
+        )
     else:
         text.append("complete", style="bold green")
     text.append(f"  {event.bureaux_reported}/{event.bureaux_total}", style="dim")
