@@ -171,6 +171,8 @@ def make_standings(
     turnout = turnout_of(total)
     if registered_total is None:
         decided, qualified = False, None
+    elif qualify is None:  # decision_of without computing the leader again (this runs per message)
+        decided, qualified = leader is not None and margin > registered_total - total.registered, None
     else:
         decided, qualified = decision_of(votes, registered_total - total.registered, qualify)
     standings: dict[str, Any] = {
@@ -195,7 +197,7 @@ def make_standings(
         "version": version,
         "decided": decided,
         "qualified": qualified,
-        "turnout_at": _turnout_at(total.turnout_at) or None,
+        "turnout_at": (_turnout_at(total.turnout_at) or None) if total.turnout_at else None,
         "reference": None,
         "change": None,
     }

@@ -47,13 +47,15 @@ def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -
     """A bureau's standings from its commune's state: its report (version = its ``seq``), and the
     turnout it reported before the count."""
     name, _, registered = election.areas[("bureau", bureau)]
-    seq, tally = commune.children[bureau]
-    turnout_children = [commune.children.get(turnout_child(bureau, hour)) for hour in TURNOUT_HOURS]
-    if any(turnout_children):
-        tally = tally.copy()
-        for child in turnout_children:
-            if child is not None:
-                tally.add(child[1])
+    children = commune.children
+    seq, tally = children[bureau]
+    if commune.total.turnout_at:  # reports before the count, perhaps from this bureau
+        turnout_children = [children.get(turnout_child(bureau, hour)) for hour in TURNOUT_HOURS]
+        if any(turnout_children):
+            tally = tally.copy()
+            for child in turnout_children:
+                if child is not None:
+                    tally.add(child[1])
     standings = make_standings(
         election.election,
         "bureau",
