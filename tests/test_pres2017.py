@@ -13,6 +13,7 @@ import csv
 import gzip
 import uuid
 from collections import defaultdict
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ FIELDS = {
     "exprimes": "expressed",
 }
 BUREAUX = 69_242
+#: When the polls closed (every report is stamped with it): standings' as_of, in UTC
+CLOSING = {
+    1: datetime(2017, 4, 23, 20, 0, tzinfo=timezone(timedelta(hours=2))),
+    2: datetime(2017, 5, 7, 20, 0, tzinfo=timezone(timedelta(hours=2))),
+}
 
 
 def _official_table(path: Path, key_columns: tuple[str, ...]) -> dict[str, dict[str, int]]:
@@ -92,7 +98,7 @@ def replay_round(s: Stack, data_dir: Path, round_: int, compare_to: str | None =
     election = election.model_copy(update={"compare_to": compare_to, "round": round_})
     e = election.election
     s.register(election)
-    s.publish(results_from_ministry(path, e))
+    s.publish(results_from_ministry(path, e, reported_at=CLOSING[round_]))
 
     def nation_complete() -> bool:
         nation = s.standings(e, "nation", "FR")
@@ -115,7 +121,8 @@ def check_every_official_level(s: Stack, e: str, data_dir: Path, round_: int) ->
             assert_equal_to_official(s.standings(e, level, code), official, f"round {round_} {level} {code}")
     loire = s.standings(e, "department", "42")
     assert loire is not None and (loire.bureaux_reported, loire.bureaux_total) == (671, 671)
-    assert loire.decided and loire.as_of is not None and loire.version > 0
+    assert loire.decided and loire.version > 0
+    assert loire.as_of == CLOSING[round_] and loire.as_of.utcoffset() == timedelta(0)  # 18:00Z
 
 
 def _rounded_share(count: int, expressed: int) -> float:

@@ -1,0 +1,233 @@
+"""The v2 levels through the engine's own steps (routing, tally, nation), in-process on the
+stand-ins of ``stream.testing``: circonscriptions and regions, a comparison with a reference
+election, turnout reports before the count, and bureau events one per report.
+
+Expected figures are written out from the test's reports, by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from stream.adapters.redis.keys import results_key
+from stream.domain.messages import Standings, UpdateEvent
+from stream.domain.roll import ElectionIndex
+from stream.runtime.pipeline import Pipeline
+from stream.settings import Settings
+from stream.testing import FakeProducer, as_events, offline_pipeline
+
+#: bureau, commune, department, circonscription, registered
+ROLL = [
+    ("42218-0001", "42218", "42", "42-01", 1000),
+    ("42218-0002", "42218", "42", "42-02", 800),  # Saint-Étienne is split between two
+    ("42001-0001", "42001", "42", "42-01", 500),
+    ("75056-0001", "75056", "75", "75-01", 900),
+    ("ZZ001-0001", "ZZ001", "ZZ", "ZZ-01", 300),  # the French abroad: in no region
+]
+
+
+def definition(election: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "election": election,
+        "name": election,
+        "candidates": [{"id": "A", "name": "a"}, {"id": "B", "name": "b"}],
+        "bureaux": [
+            dict(bureau=b, commune=c, department=d, circonscription=circ, registered=r)
+            for b, c, d, circ, r in ROLL
+        ],
+        **extra,
+    }
+
+
+class Night:
+    """Several elections in one pipeline, as one worker holds them; one chunk per call."""
+
+    def __init__(self, *definitions: dict[str, Any]) -> None:
+        indexes = {d["election"]: ElectionIndex.from_json(orjson.dumps(d)) for d in definitions}
+        self.loop = asyncio.new_event_loop()  # the pipeline's clients want a running loop
+
+        async def build() -> tuple[FakeProducer, Pipeline]:
+            producer = FakeProducer()
+            return producer, offline_pipeline(Settings(), next(iter(indexes.values())), producer)
+
+        self.producer, self.pipeline = self.loop.run_until_complete(build())
+        self.pipeline.router.elections.get = indexes.get  # type: ignore[method-assign]
+        self.pipeline.tallier.elections.get = indexes.get  # type: ignore[method-assign]
+        self.offsets: dict[str, dict[int, int]] = {"c": {}, "n": {}, "in": {}}
+        self.events: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+
+    def run(self, topic: str, *reports: dict[str, Any]) -> None:
+        async def go() -> None:
+            payloads = [(0, (r.get("bureau") or r["commune"]).encode(), orjson.dumps(r)) for r in reports]
+            records = [event.message for event in as_events(payloads, topic, self.offsets["in"])]
+            await self.pipeline.on_results(records)
+            contributions = as_events(self.producer.take("contributions"), "contributions", self.offsets["c"])
+            await self.pipeline.on_contributions(contributions)
+            nation = as_events(self.producer.take("nation"), "nation", self.offsets["n"])
+            await self.pipeline.on_contributions(nation)
+            settings = Settings()
+            self.events += [orjson.loads(v) for _, _, v in self.producer.take(settings.updates_topic)]
+            self.rejected += [orjson.loads(v) for _, _, v in self.producer.take(settings.rejected_topic)]
+
+        self.loop.run_until_complete(go())
+
+    def standings(self, election: str, level: str, area: str) -> Standings:
+        redis: Any = self.pipeline.standings.redis
+        raw = redis.data.get(results_key(election, level, area))
+        assert raw is not None, (election, level, area)
+        return Standings.model_validate_json(raw)
+
+
+def result(
+    election: str, bureau: str, seq: int, a: int, b: int, at: str = "2017-05-07T20:00:00+02:00"
+) -> dict[str, Any]:
+    return {
+        "election": election,
+        "bureau": bureau,
+        "seq": seq,
+        "reported_at": at,
+        "voters": a + b,
+        "blank": 0,
+        "invalid": 0,
+        "votes": {"A": a, "B": b},
+    }
+
+
+def test_every_bureau_counts_once_at_each_of_six_levels() -> None:
+    night = Night(definition("e"))
+    night.run("bureau-results", *(result("e", b, 1, 10 * i, 5) for i, (b, *_) in enumerate(ROLL, 1)))
+    votes_a = {b: 10 * i for i, (b, *_) in enumerate(ROLL, 1)}
+    expected = {
+        ("commune", "42218"): ["42218-0001", "42218-0002"],
+        ("circonscription", "42-01"): ["42218-0001", "42001-0001"],
+        ("circonscription", "42-02"): ["42218-0002"],
+        ("department", "42"): ["42218-0001", "42218-0002", "42001-0001"],
+        ("region", "84"): ["42218-0001", "42218-0002", "42001-0001"],
+        ("region", "11"): ["75056-0001"],
+        ("nation", "FR"): [b for b, *_ in ROLL],
+    }
+    registered = {b: r for b, *_, r in ROLL}
+    for (level, area), bureaux in expected.items():
+        got = night.standings("e", level, area)
+        assert got.votes == {"A": sum(votes_a[b] for b in bureaux), "B": 5 * len(bureaux)}, (level, area)
+        assert got.registered == sum(registered[b] for b in bureaux)
+        assert (got.bureaux_reported, got.bureaux_total) == (len(bureaux), len(bureaux))
+        assert got.as_of is not None and got.as_of.isoformat() == "2017-05-07T18:00:00+00:00"
+    # ZZ is in the nation and in no region
+    assert {e["area"] for e in night.events if e["level"] == "region"} == {"84", "11"}
+    bureau_events = [e for e in night.events if e["level"] == "bureau"]
+    assert sorted(e["area"] for e in bureau_events) == sorted(b for b, *_ in ROLL)
+    assert {e["kind"] for e in bureau_events} == {"reported"}
+    for event in night.events:
+        UpdateEvent.model_validate(event)
+
+
+def test_a_correction_is_one_corrected_event_and_moves_every_level() -> None:
+    night = Night(definition("e"))
+    night.run("bureau-results", result("e", "42218-0002", 1, 100, 50))
+    night.run("bureau-results", result("e", "42218-0002", 1, 100, 50))  # a duplicate: nothing
+    night.run("bureau-results", result("e", "42218-0002", 2, 10, 140))
+    mine = [(e["kind"], e["votes"]) for e in night.events if e["level"] == "bureau"]
+    assert mine == [("reported", {"A": 100, "B": 50}), ("corrected", {"A": 10, "B": 140})]
+    for level, area in (
+        ("circonscription", "42-02"),
+        ("department", "42"),
+        ("region", "84"),
+        ("nation", "FR"),
+    ):
+        got = night.standings("e", level, area)
+        assert got.votes == {"A": 10, "B": 140} and got.leader == "B", (level, area)
+
+
+def test_decided_when_the_registered_still_out_cannot_change_the_leader() -> None:
+    night = Night(definition("e"))
+    # 42-01: 1000 + 500 registered; with 42218-0001 in by a margin of 600 > 500 still out
+    night.run("bureau-results", result("e", "42218-0001", 1, 700, 100))
+    circ = night.standings("e", "circonscription", "42-01")
+    assert circ.decided and circ.leader == "A"
+    department = night.standings("e", "department", "42")
+    assert not department.decided  # 1300 registered still out in the Loire, margin 600
+    decided = [(e["level"], e["area"]) for e in night.events if e["kind"] == "decided"]
+    assert ("circonscription", "42-01") in decided and ("department", "42") not in decided
+
+
+def test_comparison_with_the_reference_over_the_bureaux_in_both() -> None:
+    night = Night(definition("t1"), definition("t2", compare_to="t1", round=2))
+    night.run(
+        "bureau-results", result("t1", "42218-0001", 1, 300, 300), result("t1", "42001-0001", 1, 100, 100)
+    )
+    night.run(
+        "bureau-results", result("t2", "42218-0001", 1, 450, 300), result("t2", "42218-0002", 1, 50, 50)
+    )
+    loire = night.standings("t2", "department", "42")
+    assert loire.reference is not None and loire.change is not None
+    # in both: only 42218-0001 (42001-0001 not yet in round 2, 42218-0002 not in round 1)
+    assert (loire.reference.bureaux, loire.reference.voters, loire.reference.votes) == (
+        1,
+        600,
+        {"A": 300, "B": 300},
+    )
+    assert loire.change.voters_pct == 25.0  # 750 against 600
+    assert loire.change.shares_points == {"A": 10.0, "B": -10.0}  # 60 % against 50 %
+    assert loire.change.turnout_points == 15.0  # 75 % against 60 % of 1000
+    assert loire.voters == 850  # the standings count every bureau of round 2
+    assert night.standings("t1", "department", "42").reference is None
+
+
+def test_turnout_reports_before_the_count() -> None:
+    night = Night(definition("e"))
+    night.run(
+        "turnout-reports",
+        {"election": "e", "bureau": "42218-0001", "at_hour": "12:00", "voters": 250, "seq": 1},
+        {"election": "e", "commune": "42001", "at_hour": "12:00", "voters": 100, "seq": 1},
+        {"election": "e", "bureau": "42218-0001", "at_hour": "17:00", "voters": 600, "seq": 1},
+    )
+    assert night.rejected == []
+    loire = night.standings("e", "department", "42")
+    assert loire.turnout_at == {"12:00": 23.33, "17:00": 60.0}  # 350 of 1500; 600 of 1000
+    assert loire.bureaux_reported == 0 and loire.voters == 0  # no result yet
+    assert night.standings("e", "circonscription", "42-01").turnout_at == {"12:00": 23.33, "17:00": 60.0}
+    assert night.standings("e", "nation", "FR").turnout_at == {"12:00": 23.33, "17:00": 60.0}
+    hours = sorted(
+        e["hour"] for e in night.events if e["kind"] == "turnout_reported" and e["level"] == "department"
+    )
+    assert hours == ["12:00", "17:00"]
+    night.run(
+        "turnout-reports",
+        {"election": "e", "bureau": "42218-0001", "at_hour": "12:00", "voters": 400, "seq": 2},
+    )
+    assert night.standings("e", "department", "42").turnout_at == {
+        "12:00": 33.33,
+        "17:00": 60.0,
+    }  # 500 of 1500
+    night.run("bureau-results", result("e", "42218-0001", 1, 700, 100))
+    bureau = night.standings("e", "bureau", "42218-0001")
+    assert bureau.turnout_at == {"12:00": 40.0, "17:00": 60.0} and bureau.voters == 800
+
+
+def test_bad_turnout_reports_are_dead_lettered_with_a_reason() -> None:
+    night = Night(definition("e"))
+    night.run(
+        "turnout-reports",
+        {"election": "e", "commune": "99999", "at_hour": "12:00", "voters": 1, "seq": 1},
+        {"election": "e", "bureau": "42218-0001", "at_hour": "12:00", "voters": 1001, "seq": 1},
+        {"election": "e", "bureau": "42218-0001", "at_hour": "13:00", "voters": 1, "seq": 1},
+        {
+            "election": "e",
+            "bureau": "42218-0001",
+            "commune": "42218",
+            "at_hour": "12:00",
+            "voters": 1,
+            "seq": 1,
+        },
+    )
+    reasons = [r["reason"] for r in night.rejected]
+    assert len(reasons) == 4, reasons
+    assert "commune 99999: not in the roll of election e" in reasons[0]
+    assert "voters = 1001 at 12:00 exceeds the roll's registered = 1000" in reasons[1]
+    assert "at_hour" in reasons[2]
+    assert "exactly one" in reasons[3]
