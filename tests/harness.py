@@ -69,6 +69,7 @@ class Stack:
             SOIREE_APP_ID=s.app_id,
             SOIREE_PARTITIONS=str(s.partitions),
             SOIREE_RESULTS_TOPIC=s.results_topic,
+            SOIREE_TURNOUT_TOPIC=s.turnout_topic,
             SOIREE_REJECTED_TOPIC=s.rejected_topic,
             SOIREE_UPDATES_TOPIC=s.updates_topic,
             SOIREE_ELECTIONS_TOPIC=s.elections_topic,
