@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from stream.adapters.redis.keys import results_key
-from stream.domain.messages import Standings, UpdateEvent
+from stream.domain.contributions import reports_of
+from stream.domain.messages import BureauResult, Standings, TurnoutReport, UpdateEvent
 from stream.domain.roll import ElectionIndex
 from stream.runtime.pipeline import Pipeline
 from stream.settings import Settings
@@ -59,6 +60,7 @@ class Night:
         self.offsets: dict[str, dict[int, int]] = {"c": {}, "n": {}, "in": {}}
         self.events: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
+        self.contributions: list[dict[str, Any]] = []
 
     def run(self, topic: str, *reports: dict[str, Any]) -> None:
         async def go() -> None:
@@ -66,6 +68,7 @@ class Night:
             records = [event.message for event in as_events(payloads, topic, self.offsets["in"])]
             await self.pipeline.on_results(records)
             contributions = as_events(self.producer.take("contributions"), "contributions", self.offsets["c"])
+            self.contributions += [orjson.loads(event.message.value) for event in contributions]
             await self.pipeline.on_contributions(contributions)
             nation = as_events(self.producer.take("nation"), "nation", self.offsets["n"])
             await self.pipeline.on_contributions(nation)
@@ -231,3 +234,20 @@ def test_bad_turnout_reports_are_dead_lettered_with_a_reason() -> None:
     assert "voters = 1001 at 12:00 exceeds the roll's registered = 1000" in reasons[1]
     assert "at_hour" in reasons[2]
     assert "exactly one" in reasons[3]
+
+
+def test_a_failed_contribution_lists_its_reports_results_and_turnout_alike() -> None:
+    """What the dead letters carry when a contribution meets a bug: reports to publish again."""
+    night = Night(definition("e"))
+    night.run("bureau-results", result("e", "42218-0001", 3, 7, 2))
+    night.run(
+        "turnout-reports", {"election": "e", "commune": "42001", "at_hour": "17:00", "voters": 9, "seq": 2}
+    )
+    rows = [row for contribution in night.contributions for row in contribution["c"]]
+    message = {"e": "e", "l": "department", "a": "42", "c": rows}
+    reports = dict(reports_of(message) or [])
+    assert set(reports) == {"42218-0001", "42001"}
+    BureauResult.model_validate(reports["42218-0001"])
+    assert reports["42218-0001"]["votes"] == {"A": 7, "B": 2} and reports["42218-0001"]["seq"] == 3
+    turnout = TurnoutReport.model_validate(reports["42001"])
+    assert (turnout.commune, turnout.at_hour, turnout.voters, turnout.seq) == ("42001", "17:00", 9, 2)

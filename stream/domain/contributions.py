@@ -45,25 +45,37 @@ def nation_message(election: str, rows: list[DepartmentRow]) -> tuple[bytes, byt
 
 
 def reports_of(message: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]] | None:
-    """The ``BureauResult`` s a department contribution was made of, or None if it is not one."""
+    """The reports a department contribution was made of (``BureauResult`` s, and
+    ``TurnoutReport`` s for turnout rows), by place, or None if it is not one."""
     if not isinstance(message, dict) or message.get("l") != "department":
         return None
     try:
-        return [
-            (
-                bureau,
-                {
-                    "election": message["e"],
-                    "bureau": bureau,
-                    "seq": seq,
-                    "registered": registered,
-                    "voters": voters,
-                    "blank": blank,
-                    "invalid": invalid,
-                    "votes": votes,
-                },
-            )
-            for bureau, seq, (_, registered, voters, blank, invalid, votes, *_) in message["c"]
-        ]
+        return [_report_of(message["e"], row) for row in message["c"]]
     except (KeyError, TypeError, ValueError):  # rows of another shape
         return None
+
+
+def _report_of(election: str, row: list[Any]) -> tuple[str, dict[str, Any]]:
+    child, seq, tally = row[0], row[1], row[2]
+    _, registered, voters, blank, invalid, votes, *extra = tally
+    as_of = extra[0] if extra else ""
+    if len(row) > 3:  # a turnout report: [place|hour, seq, tally, commune, bureau or None]
+        place, hour = child.split("|", 1)
+        _, turnout_voters = tally[8][hour]
+        report = {"election": election, "at_hour": hour, "voters": turnout_voters, "seq": seq}
+        report["bureau" if row[4] is not None else "commune"] = place
+    else:
+        place = child
+        report = {
+            "election": election,
+            "bureau": child,
+            "seq": seq,
+            "registered": registered,
+            "voters": voters,
+            "blank": blank,
+            "invalid": invalid,
+            "votes": votes,
+        }
+    if as_of:
+        report["reported_at"] = as_of
+    return place, report

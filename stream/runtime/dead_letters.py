@@ -92,9 +92,10 @@ class DeadLetters:
         reports = reports_of(message)
         if reports is None:
             self.reject(outbox, event.message, f"contribution {reason}")
-        for bureau, report in reports or ():
+        for place, report in reports or ():
             payload = orjson.dumps(report)
+            what = "commune" if "commune" in report else "bureau"
             self.reject(
-                outbox, event.message, f"bureau {bureau}: {reason}", payload=payload, key=bureau.encode()
+                outbox, event.message, f"{what} {place}: {reason}", payload=payload, key=place.encode()
             )
         await outbox.deliver()
