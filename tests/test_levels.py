@@ -251,3 +251,28 @@ def test_a_failed_contribution_lists_its_reports_results_and_turnout_alike() -> 
     assert reports["42218-0001"]["votes"] == {"A": 7, "B": 2} and reports["42218-0001"]["seq"] == 3
     turnout = TurnoutReport.model_validate(reports["42001"])
     assert (turnout.commune, turnout.at_hour, turnout.voters, turnout.seq) == ("42001", "17:00", 9, 2)
+
+
+def test_a_commune_reports_its_turnout_for_itself_or_through_its_bureaux_not_both() -> None:
+    night = Night(definition("e"))
+    night.run(
+        "turnout-reports",
+        {"election": "e", "bureau": "42218-0001", "at_hour": "12:00", "voters": 200, "seq": 1},
+    )
+    night.run(
+        "turnout-reports", {"election": "e", "commune": "42218", "at_hour": "12:00", "voters": 300, "seq": 1}
+    )
+    night.run(
+        "turnout-reports", {"election": "e", "commune": "42001", "at_hour": "12:00", "voters": 50, "seq": 1}
+    )
+    night.run(
+        "turnout-reports",
+        {"election": "e", "bureau": "42001-0001", "at_hour": "12:00", "voters": 60, "seq": 1},
+    )
+    reasons = [r["reason"] for r in night.rejected]
+    assert reasons == [
+        "commune 42218: its 12:00 turnout is already reported bureau by bureau",
+        "bureau 42001-0001: commune 42001 already reports its 12:00 turnout as a whole",
+    ]
+    TurnoutReport.model_validate_json(night.rejected[0]["payload"])
+    assert night.standings("e", "department", "42").turnout_at == {"12:00": 16.67}  # 250 of 1500, once each

@@ -21,7 +21,14 @@ import orjson
 from stream.domain.aggregation import area_key
 from stream.domain.messages import NATION
 
-__all__ = ["BureauRow", "DepartmentRow", "department_message", "nation_message", "reports_of"]
+__all__ = [
+    "BureauRow",
+    "DepartmentRow",
+    "department_message",
+    "nation_message",
+    "reports_of",
+    "report_of_row",
+]
 
 #: [bureau, seq, tally]
 BureauRow = list[Any]
@@ -50,12 +57,13 @@ def reports_of(message: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]
     if not isinstance(message, dict) or message.get("l") != "department":
         return None
     try:
-        return [_report_of(message["e"], row) for row in message["c"]]
+        return [report_of_row(message["e"], row) for row in message["c"]]
     except (KeyError, TypeError, ValueError):  # rows of another shape
         return None
 
 
-def _report_of(election: str, row: list[Any]) -> tuple[str, dict[str, Any]]:
+def report_of_row(election: str, row: list[Any]) -> tuple[str, dict[str, Any]]:
+    """(place, the report) of one row: what a dead letter carries, to publish it again."""
     child, seq, tally = row[0], row[1], row[2]
     _, registered, voters, blank, invalid, votes, *extra = tally
     as_of = extra[0] if extra else ""

@@ -23,9 +23,9 @@ import orjson
 from faust.types import EventT, ProducerT, TableT
 
 from stream.adapters.redis.elections import ElectionCache
-from stream.domain.aggregation import AreaState, Comparison, Tally, area_key
+from stream.domain.aggregation import AreaState, Comparison, Tally, area_key, turnout_child
 from stream.domain.changes import detect_changes, report_event
-from stream.domain.contributions import DepartmentRow, nation_message
+from stream.domain.contributions import DepartmentRow, nation_message, report_of_row
 from stream.domain.encoding import dumps
 from stream.domain.messages import NATION
 from stream.domain.regions import region_of
@@ -264,6 +264,13 @@ class Tallier:
             child, seq, tally_json = row[0], row[1], row[2]
             bureau = row[4] if len(row) > 3 else child  # the bureau whose standings it changes, if any
             commune = tx.get(election, "commune", row[3] if len(row) > 3 else roll[child].commune, event)
+            if len(row) > 3 and (conflict := self._mixed_turnout(commune.state, row)):
+                place, report = report_of_row(election.election, row)
+                reason = f"{'bureau' if row[4] else 'commune'} {place}: {conflict}"
+                self.dead_letters.reject(
+                    tx.outbox, event.message, reason, payload=orjson.dumps(report), key=place.encode()
+                )
+                continue
             tally = Tally.from_json(tally_json)
             if election.compare_to is not None:
                 self._compare(tx, election.compare_to, commune.area, child, tally)
@@ -306,6 +313,21 @@ class Tallier:
             if area.changed:
                 self._announce(tx, area, at)
         return touched
+
+    @staticmethod
+    def _mixed_turnout(commune: AreaState, row: list[Any]) -> str | None:
+        """Why a turnout report cannot count: its commune already reports that hour the other
+        way (for itself, or through its bureaux), which would count its voters twice."""
+        child, commune_id, bureau = row[0], row[3], row[4]
+        hour = child.split("|", 1)[1]
+        if bureau is not None:
+            if turnout_child(commune_id, hour) in commune.children:
+                return f"commune {commune_id} already reports its {hour} turnout as a whole"
+            return None
+        suffix = "|" + hour
+        if any(key.endswith(suffix) and key != child for key in commune.children):
+            return f"its {hour} turnout is already reported bureau by bureau"
+        return None
 
     def _compare(self, tx: AreaTransaction, reference: str, commune: str, child: str, tally: Tally) -> None:
         """Attach the reference election's report of the same child, if it has one (``comparison``).
