@@ -77,6 +77,8 @@ def test_store_contract(services: Settings) -> None:
         assert b"c" not in store and len(store) == 2
         assert sorted(store.keys()) == [b"a", b"b"] and sorted(store.items()) == [(b"a", b"1"), (b"b", b"2")]
         store.set_persisted_offset(tp1, 6)
+        # a replay into partitions Redis had nothing for: their offsets wait for the standings
+        store.standings_restored(store.standings_owed())
         await store.flush()
 
         # what another program sees: one hash and one offset per partition, documented layout
@@ -96,21 +98,24 @@ def test_store_contract(services: Settings) -> None:
         await store.on_rebalance({tp0}, {tp1}, set())
         assert dict(store.items()) == {b"a": b"1"}
 
-        # Redis restarted empty: the next flush notices the missing offset and rewrites the partition
+        # Redis restarted empty: the next flush notices the missing offset and rewrites the
+        # partition, its offset withheld until the standings derived from it are back
         plain.delete(p0 + ":data", p0 + ":offset")
         store.apply_changelog_batch(
             [_Event(_Message(b"d", b"4", 0, 13))], to_key=lambda k: k, to_value=lambda v: v
         )
         await store.flush()
         assert plain.hgetall(p0 + ":data") == {b"a": b"1", b"d": b"4"}
+        assert plain.get(p0 + ":offset") is None
+        store.standings_restored(store.standings_owed())
+        await store.flush()
         assert plain.get(p0 + ":offset") == b"13"
 
         # Redis away: writes wait in memory, nothing is lost, the flush goes through later
         working = store._flush_script
         store._flush_script = unreachable
-        store.apply_changelog_batch(
-            [_Event(_Message(b"e", b"5", 0, 14))], to_key=lambda k: k, to_value=lambda v: v
-        )
+        store._set(b"e", b"5", partition=0)  # the tally's write, then its changelog record's offset
+        store.set_persisted_offset(tp0, 14)
         try:
             await store.flush()
             raise AssertionError("the flush should have failed")
@@ -198,11 +203,164 @@ def test_a_replay_into_a_partition_redis_lost_is_reported(services: Settings) ->
         restarted.apply_changelog_batch(
             [_Event(_Message(b"tail", b"2", 1, 4))], to_key=lambda k: k, to_value=lambda v: v
         )
-        assert not restarted.rebuilt_from_changelog  # Redis had partition 1: only its tail came back
+        assert restarted.standings_owed() == {}  # Redis had partition 1: only its tail came back
         restarted.apply_changelog_batch(
             [_Event(_Message(b"lost", b"3", 0, 0))], to_key=lambda k: k, to_value=lambda v: v
         )
-        assert restarted.rebuilt_from_changelog
+        assert list(restarted.standings_owed()) == [0]
+
+    asyncio.run(scenario())
+
+
+def replay(store: RedisStore, *records: tuple[bytes, bytes | None, int, int]) -> None:
+    store.apply_changelog_batch(
+        [_Event(_Message(*record)) for record in records], to_key=lambda k: k, to_value=lambda v: v
+    )
+
+
+def test_standings_owed_keep_the_offset_out_of_redis_until_they_are_restored(services: Settings) -> None:
+    """A replay into a partition Redis had lost: what was derived from it (the standings) is lost
+    too. Until the worker says it wrote them again, Redis gets the data but not the offset, so a
+    worker killed meanwhile (CI: kill -9 one second after such a replay) leaves the next owner a
+    full replay, which makes it owe them in turn. With the offset written, that owner replayed
+    only a tail and nothing ever restored the standings."""
+    app_id = f"store-{uuid.uuid4().hex[:6]}"
+    plain = redis.Redis.from_url(services.redis_dsn())
+    prefix = table_partition_prefix(app_id, "things", 0)
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        tp0 = changelog(table, 0)
+        await store.on_rebalance({tp0}, set(), {tp0})
+        assert store.persisted_offset(tp0) is None
+        replay(store, (b"a", b"1", 0, 10), (b"b", b"2", 0, 11))
+        await store.flush()
+        store._set(b"c", b"3", partition=0)  # the tally goes on meanwhile
+        store.set_persisted_offset(tp0, 12)
+        await store.flush()
+        assert plain.hgetall(prefix + ":data") == {b"a": b"1", b"b": b"2", b"c": b"3"}
+        assert plain.get(prefix + ":offset") is None
+        assert store.persisted_offset(tp0) == 12  # the local copy has it all (a rebalance keeping it)
+
+        # killed now: the next owner finds no offset, replays everything, and owes the standings
+        after_kill, after_kill_table = make_store(services, app_id)
+        tp0_next = changelog(after_kill_table, 0)
+        await after_kill.on_rebalance({tp0_next}, set(), {tp0_next})
+        assert after_kill.persisted_offset(tp0_next) is None
+        replay(after_kill, (b"a", b"1", 0, 10), (b"b", b"2", 0, 11), (b"c", b"3", 0, 12))
+        assert list(after_kill.standings_owed()) == [0]
+
+        # this one lives on: its standings written again, the offset goes in at the next flush
+        owed = store.standings_owed()
+        assert list(owed) == [0]
+        store.standings_restored(owed)
+        assert store.standings_owed() == {}
+        await store.flush()
+        assert plain.get(prefix + ":offset") == b"12"
+        assert plain.hgetall(prefix + ":data") == {b"a": b"1", b"b": b"2", b"c": b"3"}
+        replay(store, (b"d", b"4", 0, 13))  # a partition whose offset Redis has is not owed again...
+        assert list(store.standings_owed()) == [0]  # ...unless Redis had lost it when it was loaded
+
+    asyncio.run(scenario())
+
+
+def test_a_partition_given_up_with_standings_owed_leaves_them_to_the_next_owner(services: Settings) -> None:
+    """A rebalance before the standings were restored: the partition is flushed without its
+    offset, forgotten here, and owed by whoever loads it next."""
+    app_id = f"store-{uuid.uuid4().hex[:6]}"
+    plain = redis.Redis.from_url(services.redis_dsn())
+    prefix = table_partition_prefix(app_id, "things", 1)
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        tp0, tp1 = changelog(table, 0), changelog(table, 1)
+        await store.on_rebalance({tp0, tp1}, set(), {tp0, tp1})
+        replay(store, (b"x", b"1", 1, 7))
+        await store.on_rebalance({tp0}, {tp1}, set())
+        assert plain.hgetall(prefix + ":data") == {b"x": b"1"}
+        assert plain.get(prefix + ":offset") is None
+        assert store.standings_owed() == {}
+
+        other, other_table = make_store(services, app_id)
+        tp1_next = changelog(other_table, 1)
+        await other.on_rebalance({tp1_next}, set(), {tp1_next})
+        assert other.persisted_offset(tp1_next) is None
+        replay(other, (b"x", b"1", 1, 7))
+        assert list(other.standings_owed()) == [1]
+
+    asyncio.run(scenario())
+
+
+def test_redis_wiped_while_running_withholds_the_offset_until_standings_are_restored(
+    services: Settings,
+) -> None:
+    """The flush finds the partition gone (Redis restarted empty) and writes it again from
+    memory, without its offset: the worker may be killed before its Redis watch restores the
+    standings, and the next owner must then replay in full and owe them. Once restored, the
+    offset goes in with the whole partition (Redis may have lost it once more meanwhile)."""
+    app_id = f"store-{uuid.uuid4().hex[:6]}"
+    plain = redis.Redis.from_url(services.redis_dsn())
+    prefix = table_partition_prefix(app_id, "things", 0)
+
+    def wipe() -> None:
+        plain.delete(prefix + ":data", prefix + ":offset")
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        tp0 = changelog(table, 0)
+        await store.on_rebalance({tp0}, set(), {tp0})
+        store._set(b"x", b"1", partition=0)
+        store.set_persisted_offset(tp0, 5)
+        await store.flush()
+        assert plain.get(prefix + ":offset") == b"5"
+
+        wipe()
+        store._set(b"y", b"2", partition=0)
+        store.set_persisted_offset(tp0, 6)
+        await store.flush()
+        assert plain.hgetall(prefix + ":data") == {b"x": b"1", b"y": b"2"}  # rewritten whole
+        assert plain.get(prefix + ":offset") is None
+        owed = store.standings_owed()
+        assert list(owed) == [0]
+
+        store._set(b"z", b"3", partition=0)  # later flushes write the data, still no offset
+        store.set_persisted_offset(tp0, 7)
+        await store.flush()
+        assert plain.hget(prefix + ":data", b"z") == b"3" and plain.get(prefix + ":offset") is None
+        assert store.persisted_offset(tp0) == 7
+
+        wipe()  # lost again before the standings were back: nothing can tell without the offset...
+        store.standings_restored(owed)
+        await store.flush()  # ...so the offset goes in with the whole partition
+        assert plain.hgetall(prefix + ":data") == {b"x": b"1", b"y": b"2", b"z": b"3"}
+        assert plain.get(prefix + ":offset") == b"7"
+        assert store.standings_owed() == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_replayed_after_the_snapshot_keeps_the_partition_owed(services: Settings) -> None:
+    """The standings restored from a snapshot do not include what was replayed after it."""
+    app_id = f"store-{uuid.uuid4().hex[:6]}"
+    plain = redis.Redis.from_url(services.redis_dsn())
+    prefix = table_partition_prefix(app_id, "things", 0)
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        tp0 = changelog(table, 0)
+        await store.on_rebalance({tp0}, set(), {tp0})
+        replay(store, (b"a", b"1", 0, 0))
+        snapshot = store.standings_owed()
+        replay(store, (b"b", b"2", 0, 1))  # while the standings were being restored
+        store.standings_restored(snapshot)
+        await store.flush()
+        assert list(store.standings_owed()) == [0]
+        assert plain.get(prefix + ":offset") is None
+
+        store.standings_restored(store.standings_owed())
+        await store.flush()
+        assert plain.get(prefix + ":offset") == b"1"
+        assert plain.hgetall(prefix + ":data") == {b"a": b"1", b"b": b"2"}
 
     asyncio.run(scenario())
 

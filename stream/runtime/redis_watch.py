@@ -3,7 +3,10 @@
 A worker keeps a marker key in Redis (renewed every second). When it is gone, Redis was
 restarted without persistence (or flushed): the election definitions come back from their
 durable topic and this worker's memory, and every standing it holds is written again. The
-table store rebuilds its own keys the same way (``runtime.store``).
+table store rebuilds its own keys the same way (``runtime.store``), and tells which partitions
+lost their standings with them (``RedisStore.standings_owed``): it keeps their offsets out of
+Redis until the standings are written again, so a worker killed before that leaves them owed to
+the next one.
 """
 
 from __future__ import annotations
@@ -57,18 +60,28 @@ class RedisWatch:
         self.standings = standings
 
     async def check(self) -> None:
-        """Called every second: retry waiting standings; if Redis lost everything, ``restore``."""
+        """Called every second: retry waiting standings; if Redis lost everything, or the table
+        store owes standings, ``restore``."""
+        store = self.areas.data
         try:
             if not self.marker_set:
                 self.marker_set = bool(await self.redis.set(self.marker, "1", ex=MARKER_TTL))
-            elif not await self.redis.set(self.marker, "1", ex=MARKER_TTL, xx=True):
-                await self.restore()
-                await self.redis.set(self.marker, "1", ex=MARKER_TTL)
-            elif getattr(self.areas.data, "rebuilt_from_changelog", False):
-                # Redis was wiped before this worker started (its marker could not tell): the
-                # table came back from the changelog, the standings must come back from the table
-                self.areas.data.rebuilt_from_changelog = False  # type: ignore[attr-defined]
-                await self.restore()
+            elif self.areas.app.in_recovery:
+                # Standings of a half-replayed table would be old ones, and SET NX keeps them for
+                # good: restore once the table is whole (the marker stays missing until then).
+                pass
+            else:
+                # Redis lost partitions (seen by the store's flush, or by a replay into a partition
+                # loaded without an offset, before this worker's marker existed): their standings
+                # come back from the table. Only a restore that went through settles them.
+                owed = store.standings_owed() if hasattr(store, "standings_owed") else {}
+                if not await self.redis.set(self.marker, "1", ex=MARKER_TTL, xx=True):
+                    await self.restore()
+                    await self.redis.set(self.marker, "1", ex=MARKER_TTL)
+                elif owed:
+                    await self.restore()
+                if owed:
+                    store.standings_restored(owed)  # type: ignore[attr-defined]
         except (RedisError, OSError) as exc:
             log.warning("Redis unreachable: %s", exc)
             return

@@ -13,12 +13,19 @@ access would stall the event loop. Instead:
   loads everything; it reads a partition's data and offset in one transaction;
 * if Redis goes away, writes wait in memory and the flush retries with backoff; if Redis comes
   back empty (restarted without persistence), the missing offset key gives it away and the
-  store writes the whole partition again from memory.
+  store writes the whole partition again from memory;
+* what other code derived from a partition Redis lost (the standings) is lost with it. From the
+  moment the store knows (a flush found the partition gone, or the changelog was replayed into a
+  partition loaded without an offset) until the worker says it wrote them again
+  (``standings_restored``), the partition's offset stays out of Redis: a worker killed
+  meanwhile leaves data without an offset, so the next owner replays the changelog in full and
+  owes the standings in turn. The offset then goes in with the whole partition.
 
 Redis layout (readable by other programs, documented in the README)::
 
     soiree:{<app>:<table>:<partition>}:data    hash  key -> value (the table's serialized bytes)
     soiree:{<app>:<table>:<partition>}:offset  string, last changelog offset included in :data
+                                               (absent while the partition's standings are owed)
 
 The braces are Redis Cluster hash tags: one partition's data and offset share a slot.
 """
@@ -50,8 +57,9 @@ MAX_BACKOFF = 5.0
 _CHUNK = 500
 
 # KEYS: data hash, offset key. ARGV: must_exist ('1': this partition's offset key was written
-# before, so its absence means Redis lost the data), offset ('' if none), number of fields to
-# set, then field/value pairs, then fields to delete. Returns 0 if the data was lost, else 1.
+# before, so its absence means Redis lost the data), offset ('' if none, '-' to delete it: the
+# partition's standings are owed), number of fields to set, then field/value pairs, then fields
+# to delete. Returns 0 if the data was lost, else 1.
 _FLUSH_SCRIPT = """
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local sets = tonumber(ARGV[3])
@@ -63,7 +71,8 @@ end
 for i = last_set + 1, #ARGV, %(chunk)d do
   redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + %(chunk)d - 1, #ARGV)))
 end
-if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+if ARGV[2] == '-' then redis.call('DEL', KEYS[2])
+elseif ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
 """.replace("%(chunk)d", str(_CHUNK))
 
@@ -89,9 +98,14 @@ class RedisStore(SerializedStore):
         self._loaded: set[int] = set()
         #: partitions loaded while Redis had no data for them: their changelog is replayed whole
         self._lost: set[int] = set()
-        #: set when such a replay brought keys back; what Redis derived from them (the standings)
-        #: is then missing too, and nothing else would tell (``RedisWatch.check``)
-        self.rebuilt_from_changelog = False
+        #: partitions whose standings Redis lost and nobody wrote again, each with the number of
+        #: the event that last made it so (``standings_owed``); their offsets stay out of Redis
+        self._owed: dict[int, int] = {}
+        self._owed_events = 0
+        #: per owed partition, the newest changelog offset its data includes
+        self._withheld: dict[int, int] = {}
+        #: partitions no longer owed: the next flush writes them whole with their offset
+        self._released: set[int] = set()
         self._flush_lock = asyncio.Lock()
         self._flush_script = self._async.register_script(_FLUSH_SCRIPT)
         self._failures = 0
@@ -166,7 +180,8 @@ class RedisStore(SerializedStore):
             self._set(key, event.message.value, event.message.partition)
             self._pending_offsets[event.message.partition] = event.message.offset
             if event.message.partition in self._lost:
-                self.rebuilt_from_changelog = True
+                # Redis had nothing for it, so nothing derived from it either (the standings)
+                self._owe(event.message.partition)
 
     def reset_state(self) -> None:
         """Nothing local to remove: Redis is the state."""
@@ -177,11 +192,33 @@ class RedisStore(SerializedStore):
     def restore_backup(self, tp: Any, latest: bool = True, backup_id: int = 0) -> None:
         """See ``backup_partition``."""
 
+    # -- standings owed ------------------------------------------------------------------
+    def _owe(self, partition: int) -> None:
+        self._owed_events += 1
+        self._owed[partition] = self._owed_events
+
+    def standings_owed(self) -> dict[int, int]:
+        """Partitions whose standings Redis lost (a copy, for ``standings_restored``)."""
+        return dict(self._owed)
+
+    def standings_restored(self, snapshot: dict[int, int]) -> None:
+        """The standings of ``snapshot``'s partitions were written again: their offsets may go
+        to Redis, unless one was owed again since the snapshot (a newer batch, a newer loss)."""
+        for partition, event in snapshot.items():
+            if self._owed.get(partition) == event:
+                del self._owed[partition]
+                self._released.add(partition)
+
+    def _withhold(self, partition: int, offset: int | None) -> None:
+        if offset is not None:
+            self._withheld[partition] = max(offset, self._withheld.get(partition, -1))
+
     # -- offsets ----------------------------------------------------------------------
     def persisted_offset(self, tp: TP) -> int | None:
         """The changelog offset the loaded data includes (read with it), or None: replay it all."""
         if tp.partition in self._loaded:
-            return self._offsets.get(tp.partition)
+            # a withheld offset is not in Redis, but the local copy includes it
+            return self._offsets.get(tp.partition, self._withheld.get(tp.partition))
         raw = self._sync.get(self._prefix(tp.partition) + ":offset")
         return int(raw) if raw is not None else None
 
@@ -227,6 +264,10 @@ class RedisStore(SerializedStore):
         # replays them.
         self._dirty.pop(partition, None)
         self._pending_offsets.pop(partition, None)
+        # Standings owed are owed by the next owner: Redis has no offset for it, so it replays all.
+        self._owed.pop(partition, None)
+        self._withheld.pop(partition, None)
+        self._released.discard(partition)
 
     async def _load(self, partition: int) -> None:
         self._forget(partition)
@@ -286,13 +327,16 @@ class RedisStore(SerializedStore):
     async def flush(self) -> None:
         """Write dirty keys and acknowledged changelog offsets, one transaction per partition."""
         async with self._flush_lock:
+            self._release_offsets()
             if not self._dirty and not self._pending_offsets:
                 return
             dirty, self._dirty = self._dirty, {}
             offsets, self._pending_offsets = self._pending_offsets, {}
+            owed = set(self._owed)
             try:
                 for partition in sorted(set(dirty) | set(offsets)):
-                    await self._write_partition(partition, dirty.get(partition, {}), offsets.get(partition))
+                    changes, offset = dirty.get(partition, {}), offsets.get(partition)
+                    await self._write_partition(partition, changes, offset, partition in owed)
             except BaseException:
                 # Put back what was not written; newer writes made meanwhile win.
                 for partition, changes in dirty.items():
@@ -303,32 +347,60 @@ class RedisStore(SerializedStore):
                     self._pending_offsets[partition] = max(offset, self._pending_offsets.get(partition, -1))
                 raise
 
+    def _release_offsets(self) -> None:
+        """Partitions whose standings are back: their withheld offset goes in with all their data
+        (Redis may have lost some of it meanwhile, and without the offset nothing could tell)."""
+        for partition in self._released - set(self._owed):
+            offset = self._withheld.pop(partition, None)
+            if offset is not None:
+                self._pending_offsets[partition] = max(offset, self._pending_offsets.get(partition, -1))
+            changes = self._dirty.setdefault(partition, {})
+            for key, p in self._partition_of.items():
+                if p == partition:
+                    changes[key] = self._values[key]
+        self._released.clear()
+
     async def _write_partition(
-        self, partition: int, changes: dict[bytes, bytes | None], offset: int | None
+        self, partition: int, changes: dict[bytes, bytes | None], offset: int | None, owed: bool
     ) -> None:
-        """One atomic script per partition: its changes and its offset, or nothing."""
-        written = await self._run_script(partition, changes, offset, must_exist=partition in self._offsets)
+        """One atomic script per partition: its changes and its offset, or nothing. The offset of
+        a partition whose standings are owed is withheld (module docstring)."""
+        must_exist = partition in self._offsets
+        if owed:  # Redis must hold no offset for it: a next owner then replays all, and owes too
+            self._withhold(partition, self._offsets.pop(partition, None))
+            self._withhold(partition, offset)
+            offset = None
+        written = await self._run_script(partition, changes, offset, must_exist, drop_offset=owed)
         if not written:
             self.log.error(
-                "Redis lost %s partition %d (restarted without persistence?): writing it again from memory",
+                "Redis lost %s partition %d (restarted without persistence?): writing it again from "
+                "memory, without its offset until its standings are written again",
                 self.table_name,
                 partition,
             )
             everything: dict[bytes, bytes | None] = {
                 key: self._values[key] for key, p in self._partition_of.items() if p == partition
             }
-            offset = offset if offset is not None else self._offsets.get(partition)
-            await self._run_script(partition, everything, offset, must_exist=False)
-        if offset is not None:
+            self._withhold(partition, self._offsets.pop(partition, None))
+            self._withhold(partition, offset)
+            self._owe(partition)
+            await self._run_script(partition, everything, None, must_exist=False, drop_offset=True)
+        elif offset is not None:
             self._offsets[partition] = offset
 
     async def _run_script(
-        self, partition: int, changes: dict[bytes, bytes | None], offset: int | None, must_exist: bool
+        self,
+        partition: int,
+        changes: dict[bytes, bytes | None],
+        offset: int | None,
+        must_exist: bool,
+        drop_offset: bool = False,
     ) -> bool:
         prefix = self._prefix(partition)
         sets = [(k, v) for k, v in changes.items() if v is not None]
         deletes = [k for k, v in changes.items() if v is None]
-        args: list[Any] = ["1" if must_exist else "0", "" if offset is None else str(offset), len(sets)]
+        offset_arg = "-" if drop_offset else "" if offset is None else str(offset)
+        args: list[Any] = ["1" if must_exist else "0", offset_arg, len(sets)]
         for key, value in sets:
             args += (key, value)
         args += deletes

@@ -1,0 +1,153 @@
+"""The Redis watch settles the standings the table store owes, and only once they are written
+(real Redis, real store; the restore itself is replaced: ``test_recovery.py`` runs the real one)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from stream.adapters.redis.elections import ElectionCache
+from stream.adapters.redis.keys import alive_marker, table_partition_prefix, table_pattern
+from stream.runtime.redis_watch import MARKER_TTL, RedisWatch
+from stream.runtime.standings import StandingsWriter
+from stream.settings import Settings
+
+from .test_store import changelog, make_store, replay
+
+
+class Restores:
+    """Stands in for ``RedisWatch.restore``: counts its runs, fails while ``failing``."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.failing = False
+
+    async def __call__(self) -> None:
+        self.runs += 1
+        if self.failing:
+            raise redis.ConnectionError("Redis went away during the restore")
+
+
+@dataclass
+class Setup:
+    watch: RedisWatch
+    store: Any  # a RedisStore
+    table: Any
+    restores: Restores
+    plain: redis.Redis
+    marker: str
+    prefix: str  # partition 0's keys
+
+
+def with_watch(services: Settings, test: Callable[[Setup], Awaitable[None]]) -> None:
+    """Runs ``test`` on a fresh app with partition 0 assigned and its worker marker in Redis;
+    removes its keys afterwards."""
+    app_id = f"watch-{uuid.uuid4().hex[:6]}"
+    plain = redis.Redis.from_url(services.redis_dsn())
+    marker = alive_marker()
+
+    async def scenario() -> None:
+        store, table = make_store(services, app_id)
+        client = aioredis.Redis.from_url(services.redis_dsn())
+        elections = ElectionCache(plain, alive_marker=marker)
+        watch = RedisWatch(services, client, marker, elections, table, dict, StandingsWriter(client))
+        plain.set(marker, "1", ex=MARKER_TTL)
+        watch.marker_set = True
+        restores = Restores()
+        watch.restore = restores  # type: ignore[method-assign]
+        tp0 = changelog(table, 0)
+        await store.on_rebalance({tp0}, set(), {tp0})
+        try:
+            prefix = table_partition_prefix(app_id, "things", 0)
+            await test(Setup(watch, store, table, restores, plain, marker, prefix))
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        keys = list(plain.scan_iter(match=table_pattern(app_id)))
+        plain.delete(marker, *keys)
+
+
+def test_owed_standings_are_settled_only_by_a_restore_that_went_through(services: Settings) -> None:
+    """CI lost standings for good: the watch cleared the store's "rebuilt" flag before restoring,
+    and the store had written the offset that tells the next owner nothing is missing. A failed
+    restore (or a kill -9 before it) now leaves the partition owed, its offset out of Redis."""
+
+    async def test(s: Setup) -> None:
+        watch, store, restores, plain, prefix = s.watch, s.store, s.restores, s.plain, s.prefix
+        replay(store, (b"a", b"1", 0, 3))
+        restores.failing = True
+        await watch.check()
+        assert restores.runs == 1
+        await store.flush()
+        assert plain.get(prefix + ":offset") is None
+
+        restores.failing = False
+        await watch.check()
+        assert restores.runs == 2
+        assert store.standings_owed() == {}
+        await store.flush()
+        assert plain.get(prefix + ":offset") == b"3"
+        await watch.check()
+        assert restores.runs == 2  # nothing owed, the marker there: nothing to do
+
+    with_watch(services, test)
+
+
+def test_no_restore_from_a_half_replayed_table(services: Settings) -> None:
+    """Standings written from a table still being replayed are old ones, and SET NX keeps them
+    for good: the watch waits for the replay to end."""
+
+    async def test(s: Setup) -> None:
+        watch, store, table, restores = s.watch, s.store, s.table, s.restores
+        table.app.in_recovery = True
+        replay(store, (b"a", b"1", 0, 3))
+        await watch.check()
+        assert restores.runs == 0
+        table.app.in_recovery = False
+        await watch.check()
+        assert restores.runs == 1
+
+    with_watch(services, test)
+
+
+def test_redis_wiped_while_running_is_settled_by_one_restore(services: Settings) -> None:
+    """The marker gone and the store's flush finding its partition gone: the marker's restore
+    settles what the store owes too (its snapshot taken before)."""
+
+    async def test(s: Setup) -> None:
+        watch, store, table, restores, plain, marker, prefix = (
+            s.watch,
+            s.store,
+            s.table,
+            s.restores,
+            s.plain,
+            s.marker,
+            s.prefix,
+        )
+        store._set(b"a", b"1", partition=0)
+        store.set_persisted_offset(changelog(table, 0), 4)
+        await store.flush()
+        assert plain.get(prefix + ":offset") == b"4"
+
+        plain.delete(marker, prefix + ":offset", prefix + ":data")
+        store._set(b"b", b"2", partition=0)
+        await store.flush()
+        assert plain.get(prefix + ":offset") is None
+        await watch.check()
+        assert restores.runs == 1 and plain.get(marker) == b"1"
+        await store.flush()
+        assert plain.hgetall(prefix + ":data") == {b"a": b"1", b"b": b"2"}
+        assert plain.get(prefix + ":offset") == b"4"
+        await watch.check()
+        assert restores.runs == 1
+
+    with_watch(services, test)
