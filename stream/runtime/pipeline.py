@@ -2,11 +2,12 @@
 
 Two hops, so that a whole night is a few thousand internal messages, not hundreds of thousands:
 
-1. ``route_results`` (``runtime.routing``): validate each report, reject the invalid, and send
-   the valid ones, one message per department per batch, to the contributions topic.
-2. ``tally_areas`` and ``tally_nation`` (``runtime.tally``): bureaux into communes into
-   departments, departments into the nation; each chunk committed as an ``AreaTransaction``
-   (``runtime.transaction``).
+1. ``route_results`` (``runtime.routing``): validate each report (results and turnout), reject
+   the invalid, and send the valid ones, one message per department per batch, to the
+   contributions topic.
+2. ``tally_areas`` and ``tally_nation`` (``runtime.tally``): bureaux into communes and
+   circonscriptions, communes into departments, departments into the nation and their regions;
+   each chunk committed as an ``AreaTransaction`` (``runtime.transaction``).
 
 Around them: standings written to Redis (``runtime.standings``), dead letters
 (``runtime.dead_letters``), outages waited out (``runtime.outages``) and a wiped Redis

@@ -29,6 +29,7 @@ from stream.domain.encoding import dumps
 from stream.domain.roll import ElectionIndex
 from stream.errors import ElectionsUnavailable
 from stream.runtime.standings import StandingsWriter, standings_of
+from stream.runtime.transaction import DERIVED_LEVELS
 from stream.settings import Settings
 
 __all__ = ["RedisWatch"]
@@ -47,7 +48,7 @@ class RedisWatch:
         marker: str,
         elections: ElectionCache,
         areas: TableT,
-        departments: Callable[[], dict[bytes, AreaState]],
+        derived: Callable[[], dict[bytes, AreaState]],
         standings: StandingsWriter,
     ) -> None:
         self.settings = settings
@@ -56,7 +57,8 @@ class RedisWatch:
         self.marker_set = False
         self.elections = elections
         self.areas = areas
-        self.departments = departments  # the tally's in-memory departments (its newest totals)
+        #: the tally's in-memory departments and circonscriptions (their newest totals)
+        self.derived = derived
         self.standings = standings
 
     async def check(self) -> None:
@@ -113,7 +115,7 @@ class RedisWatch:
                     election = None
                 if election is None or raw is None:
                     continue
-                state = self.departments().get(key) if level == "department" else None
+                state = self.derived().get(key) if level in DERIVED_LEVELS else None
                 state = state or AreaState.from_json(orjson.loads(raw))
                 for view_key, standings in standings_of(election, level, area, state):
                     pipe.set(view_key, dumps(standings), nx=True)
