@@ -29,26 +29,30 @@ from stream.domain.messages import Election
 from stream.settings import Settings
 
 from .harness import Stack
-from .test_messy_nights import (
-    event_figures,
-    event_shape_problems,
-    fresh_versions,
-    interleave,
-    per_area,
-    reachable,
-)
+from .test_messy_nights import event_shape_problems, interleave
 from .traffic import (
+    AREA_KINDS,
     Record,
     Total,
-    areas_of,
+    as_of_problems,
+    bureau_story_problems,
     bureaux_total,
-    figures,
+    decision_problems,
+    enumerable_areas,
+    event_figure_problems,
+    event_raw,
+    fresh_versions,
     make_election,
+    members_of,
     mismatches,
+    per_area,
     random_counts,
+    reachable,
     read_records,
+    registered_total,
     result,
     truth,
+    version_problems,
 )
 
 CANDIDATES = ["MACRON", "LE PEN", "FILLON", "MELENCHON", "HAMON"]
@@ -88,10 +92,16 @@ def departments(rng: Random, count: int) -> list[tuple[str, str, int, tuple[int,
 def generate_big_night(seed: int, n_departments: int = 80, silent: int = 5, invalid: int = 120) -> BigNight:
     """A generated night of a few thousand bureaux: 10 % duplicates, 10 % out-of-order versions,
     5 % corrections (the recipe of ``test_messy_nights.generate_night``), a few silent bureaux,
-    and ``invalid`` invalid messages of a dozen kinds spread through it."""
+    and ``invalid`` invalid messages of a dozen kinds spread through it. One department in four
+    has two circonscriptions (one of its communes split between them), the others none."""
     rng = Random(seed)
+    chosen = departments(rng, n_departments)
     election = make_election(
-        rng, f"faults-{seed}-{uuid.uuid4().hex[:6]}", CANDIDATES, departments(rng, n_departments)
+        rng,
+        f"faults-{seed}-{uuid.uuid4().hex[:6]}",
+        CANDIDATES,
+        chosen,
+        circonscriptions={code: 2 for i, (code, *_) in enumerate(chosen) if i % 4 == 1},
     )
     e = election.election
     leaning = {entry.department: [rng.random() + 0.05 for _ in CANDIDATES] for entry in election.bureaux}
@@ -434,9 +444,18 @@ def check_events(
     produced them was not yet stored, so an area's events may *repeat* a stretch of its story
     (the worker resumes from an earlier announced state). Asserted, whatever the crashes:
 
-    * every bureau's event shows exactly the version its cause names; every commune's and
-      department's event shows figures that were true at some point (one combination of
-      per-partition prefixes of ``bureau-results``): nothing ever announced was never true;
+    * every event is a valid ``UpdateEvent`` whose figures (expressed, shares, turnout, leader,
+      tied, margin, and decided against the registered of the unreported bureaux, computed here
+      from the roll) are those of its own counts;
+    * at bureau level only ``reported`` and ``corrected``: one per counted version of the
+      bureau, ``reported`` for the first, in order, each showing exactly the version its cause
+      names; a stretch may repeat, but no counted version is skipped and the last event is the
+      newest version, equal to the final standings;
+    * every commune's, circonscription's and department's event (and a one-department
+      region's) carries counts that were true at some point (one combination of per-partition
+      prefixes of ``bureau-results``): nothing ever announced was never true;
+    * above bureau level only ``leader_changed``, ``turnout_changed``, ``complete``, ``decided``
+      and ``undecided``;
     * each ``leader_changed`` follows a leader announced before (its ``previous_leader`` is None
       or the ``leader`` of an earlier ``leader_changed`` of the area) and differs from it; the
       area's last ``leader_changed`` is the final standings' (leader, tied); an area that never
@@ -444,21 +463,23 @@ def check_events(
     * each ``turnout_changed``: ``previous_turnout`` None or an earlier announced turnout, moved by
       at least a step from it; the last one within a step of the final turnout;
     * ``complete`` (possibly repeated) iff every bureau of the area has reported, and says so;
-    * every event: bureaux_total is the roll's, 1 <= bureaux_reported <= bureaux_total, turnout
-      within [0, 100], margin >= 0 and 0 exactly when nobody leads, ties of two or more; its
-      cause is a bureau of the area at a seq that was fresh when it arrived;
+    * calls: a ``decided`` naming a leader who is not the final one is followed by an
+      ``undecided``; an ``undecided`` follows a ``decided``; the last call event is the final
+      standings' call (``decision_problems`` with repeats);
+    * every event: bureaux_total is the roll's, 1 <= bureaux_reported <= bureaux_total, its
+      cause is a bureau of the area at a seq that was fresh when it arrived; ``version`` never
+      beyond the final standings'; ``as_of`` None (no report gives a ``reported_at``);
     * areas that never reported (silent bureaux) have no events and no standings, every area
       that reported has events.
     """
     election = night.election
     candidates = election.candidate_list
     sizes = bureaux_total(election)
+    rolls = registered_total(election)
+    members = members_of(election)
+    enumerable = enumerable_areas(election)
     fresh = fresh_versions(topic.valid)
     versions = {(m["bureau"], m["seq"]): m for m in topic.valid}
-    members: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for entry in election.bureaux:
-        for area in areas_of(election, entry.bureau):
-            members[area].add(entry.bureau)
     grouped = per_area(events)
     problems: list[str] = []
     repeats = 0
@@ -471,11 +492,6 @@ def check_events(
         if final is None or (level, area) not in expected:
             problems.append(f"{where}: events for an area with no report")
             continue
-        leaders: set[str | None] = {None}
-        lead: tuple[Any, Any] = (None, None)
-        turnouts: set[float | None] = {None}
-        turnout: float | None = None
-        completes = 0
         seen: set[bytes] = set()
         for event in story:
             fingerprint = orjson.dumps(
@@ -483,7 +499,30 @@ def check_events(
             )
             repeats += fingerprint in seen
             seen.add(fingerprint)
+            problems += event_figure_problems(where, event, election, rolls)
+            if event["bureaux_total"] != sizes[(level, area)]:
+                problems.append(
+                    f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}"
+                )
+            if not 1 <= event["bureaux_reported"] <= event["bureaux_total"]:
+                problems.append(
+                    f"{where}: bureaux_reported {event['bureaux_reported']}/{event['bureaux_total']}"
+                )
+            problems += event_shape_problems(where, event, election, level, area, fresh)
+        if level == "bureau":
+            problems += bureau_story_problems(
+                election, area, story, fresh[area], versions, final, repeats=True
+            )
+            continue
+        leaders: set[str | None] = {None}
+        lead: tuple[Any, Any] = (None, None)
+        turnouts: set[float | None] = {None}
+        turnout: float | None = None
+        completes = 0
+        for event in story:
             kind = event["kind"]
+            if kind not in AREA_KINDS:
+                problems.append(f"{where}: a {kind} event above bureau level")
             if kind == "leader_changed":
                 if event["previous_leader"] not in leaders:
                     problems.append(
@@ -509,15 +548,6 @@ def check_events(
                     problems.append(
                         f"{where}: complete at {event['bureaux_reported']}/{event['bureaux_total']}"
                     )
-            if event["bureaux_total"] != sizes[(level, area)]:
-                problems.append(
-                    f"{where}: bureaux_total {event['bureaux_total']}, the roll has {sizes[(level, area)]}"
-                )
-            if not 1 <= event["bureaux_reported"] <= event["bureaux_total"]:
-                problems.append(
-                    f"{where}: bureaux_reported {event['bureaux_reported']}/{event['bureaux_total']}"
-                )
-            problems += event_shape_problems(where, event, election, level, area, fresh)
         if lead != (final.leader, final.tied):
             problems.append(
                 f"{where}: last leader_changed says {lead}, the standings {(final.leader, final.tied)}"
@@ -528,25 +558,17 @@ def check_events(
             )
         if final.turnout is not None and (turnout is None or abs(turnout - final.turnout) >= STEP + 0.01):
             problems.append(f"{where}: last turnout event {turnout}, final turnout {final.turnout}")
-        # figures that were true at some point
-        if level == "bureau":
+        problems += decision_problems(where, story, final, repeats=True)
+        problems += version_problems(where, story, final, repeats=True)
+        counted = [versions[(b, seq)].get("reported_at") for b in members[(level, area)] for seq in fresh[b]]
+        problems += as_of_problems(where, story, final, counted, repeats=True)
+        # counts that were true at some point
+        if (level, area) in enumerable:
+            states, _ = reachable(election, enumerable[(level, area)], topic.per_partition)
             for event in story:
-                seq = (event["cause"] or {}).get("seq")
-                if (area, seq) not in versions:
-                    continue  # reported above
-                one = Total()
-                one.add(election.roll[area].registered, versions[(area, seq)])
-                if event_figures(event) != figures(one, candidates):
+                if event_raw(event, candidates) not in states:
                     problems.append(
-                        f"bureau {area}: event {event_figures(event)} is not version {seq}: "
-                        f"{figures(one, candidates)}"
-                    )
-        elif level in ("commune", "department"):
-            states, _ = reachable(election, members[(level, area)], topic.per_partition)
-            for event in story:
-                if event_figures(event) not in states:
-                    problems.append(
-                        f"{where}: {event['kind']} at {event['at'][11:23]} {event_figures(event)} "
+                        f"{where}: {event['kind']} at {event['at'][11:23]} {event_raw(event, candidates)} "
                         "was never true"
                     )
     for bureau in night.silent:

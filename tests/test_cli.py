@@ -102,8 +102,10 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
     assert table.returncode == 0 and "Saint-Étienne" in table.stdout and "Paris" in table.stdout
     missing = soiree(s, "results", "commune", "99999", "--election", e)
     assert missing.returncode == 1 and "no results yet for commune 99999" in missing.stderr
-    wrong_level = soiree(s, "results", "region", "--election", e)
-    assert wrong_level.returncode == 1 and "unknown level 'region'" in wrong_level.stderr
+    regions = soiree(s, "results", "region", "--election", e)  # a level since v2
+    assert regions.returncode == 0 and "Auvergne-Rhône-Alpes" in regions.stdout, regions.stderr
+    wrong_level = soiree(s, "results", "canton", "--election", e)
+    assert wrong_level.returncode == 1 and "unknown level 'canton'" in wrong_level.stderr
 
     tail = subprocess.Popen(
         [

@@ -18,17 +18,20 @@ Second test: two workers of the same app at once, one killed with ``kill -9`` in
 the night and never replaced: the other takes over its partitions (after the session timeout)
 and finishes.
 
-What is checked at the end (``tests/faults.py``): every bureau, commune, department and the
-nation equal the truth (plain sums of each bureau's newest version, recomputed from what
-``bureau-results`` holds and checked against what was generated), to the vote; the dead-letter
+What is checked at the end (``tests/faults.py``): every bureau, commune, circonscription (one
+department in four has two), department, region and the nation equal the truth (plain sums of
+each bureau's newest version, recomputed from what ``bureau-results`` holds and checked against
+what was generated), to the vote, with shares and decided; the dead-letter
 topic holds exactly the invalid inputs: the *set* of rejected (partition, offset) equals the set
 of the invalid messages' offsets, nothing valid is rejected, nothing invalid is lost. Duplicates
 in the dead-letter topic are accepted and counted: delivery is at-least-once, and a worker
 killed after a rejection is sent but before its offset is committed rejects the message again
-on re-delivery. Events: every figure announced was true at some point (bureau events: exactly
-the version named by the cause; commune and department events: one combination of
-per-partition prefixes of ``bureau-results``), and the story holds up to repetition (a crash may
-repeat a stretch of events; see ``check_events``).
+on re-delivery. Events: every figure announced was true at some point (bureau events, one
+``reported`` or ``corrected`` per counted version: exactly the version named by the cause;
+commune, circonscription and department events: one combination of per-partition prefixes of
+``bureau-results``), every event's shares, turnout, leader, margin and decided follow from its
+own counts, and the story (leaders, turnouts, complete, calls) holds up to repetition (a crash
+may repeat a stretch of events; see ``check_events``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The whole pipeline on the real broker and Redis: versions, rejections and change events.
 
-Expected totals are computed here, by plain sums over the latest ``seq`` of each bureau.
+Expected totals are computed here, by plain sums over the latest ``seq`` of each bureau, at every
+level: bureau, commune, circonscription (three of the four bureaux have one, commune 42218 is
+split between two), department, region (Loire in 84, Paris in 11) and nation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,24 @@ from stream.adapters.kafka.topics import contributions_topic
 from stream.domain.messages import Election
 
 from .harness import Stack
+from .traffic import (
+    AREA_KINDS,
+    areas_of,
+    as_of_problems,
+    bureau_story_problems,
+    bureaux_total,
+    decision_problems,
+    enumerable_areas,
+    event_figure_problems,
+    event_raw,
+    fresh_versions,
+    members_of,
+    per_area,
+    reachable,
+    read_records,
+    registered_total,
+    version_problems,
+)
 
 CANDIDATES = ["A", "B", "C"]
 ROLL = [
@@ -27,6 +47,8 @@ ROLL = [
     ("42001-0001", "42001", "Andrézieux", "42", "Loire", 80),
     ("75056-0001", "75056", "Paris", "75", "Paris", 90),
 ]
+#: bureau -> circonscription (Paris's bureau has none: a roll may give none)
+CIRCONSCRIPTIONS = {"42218-0001": "42-01", "42218-0002": "42-02", "42001-0001": "42-01"}
 
 
 def mini_election() -> Election:
@@ -36,7 +58,15 @@ def mini_election() -> Election:
             "name": "Mini",
             "candidates": [{"id": c, "name": c.lower()} for c in CANDIDATES],
             "bureaux": [
-                dict(bureau=b, commune=c, commune_name=cn, department=d, department_name=dn, registered=r)
+                dict(
+                    bureau=b,
+                    commune=c,
+                    commune_name=cn,
+                    department=d,
+                    department_name=dn,
+                    registered=r,
+                    circonscription=CIRCONSCRIPTIONS.get(b),
+                )
                 for b, c, cn, d, dn, r in ROLL
             ],
         }
@@ -44,9 +74,15 @@ def mini_election() -> Election:
 
 
 def result(
-    election: str, bureau: str, seq: int, votes: dict[str, int], blank: int = 0, invalid: int = 0
+    election: str,
+    bureau: str,
+    seq: int,
+    votes: dict[str, int],
+    blank: int = 0,
+    invalid: int = 0,
+    reported_at: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    report = {
         "election": election,
         "bureau": bureau,
         "seq": seq,
@@ -55,6 +91,9 @@ def result(
         "invalid": invalid,
         "votes": votes,
     }
+    if reported_at is not None:
+        report["reported_at"] = reported_at
+    return report
 
 
 def expected_by_area(
@@ -75,10 +114,9 @@ def expected_by_area(
             "votes": defaultdict(int),
         }
     )
-    roll = {b[0]: b for b in ROLL}
     for r in latest.values():
-        bureau, commune, _, department, _, registered = roll[r["bureau"]]
-        for area in (("bureau", bureau), ("commune", commune), ("department", department), ("nation", "FR")):
+        registered = election.roll[r["bureau"]].registered
+        for area in areas_of(election, r["bureau"]):  # its circonscription and region too
             total = totals[area]
             total["voters"] += r["voters"]
             total["blank"] += r["blank"]
@@ -95,15 +133,16 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
     election = mini_election()
     e = election.election
     s.register(election)
+    at = "2017-04-23T20:{:02d}:00+02:00".format  # as_of: the latest reported_at counted, in UTC
     valid = [
-        result(e, "42218-0001", 1, {"A": 40, "B": 10}, blank=1, invalid=1),
-        result(e, "42218-0001", 1, {"A": 40, "B": 10}, blank=1, invalid=1),  # duplicate
-        result(e, "42218-0002", 2, {"A": 10, "B": 30}),
-        result(e, "42218-0002", 1, {"A": 50}),  # stale: lower seq arrives later
-        result(e, "42001-0001", 1, {"A": 5, "B": 5}),  # a tie
-        result(e, "75056-0001", 1, {"C": 70}),
-        result(e, "42218-0001", 3, {"A": 0, "B": 0}),  # correction back to zero
-        result(e, "42218-0001", 2, {"A": 99}),  # stale again
+        result(e, "42218-0001", 1, {"A": 40, "B": 10}, blank=1, invalid=1, reported_at=at(1)),
+        result(e, "42218-0001", 1, {"A": 40, "B": 10}, blank=1, invalid=1, reported_at=at(1)),  # duplicate
+        result(e, "42218-0002", 2, {"A": 10, "B": 30}, reported_at=at(3)),
+        result(e, "42218-0002", 1, {"A": 50}, reported_at=at(4)),  # stale: lower seq arrives later
+        result(e, "42001-0001", 1, {"A": 5, "B": 5}),  # a tie; no reported_at
+        result(e, "75056-0001", 1, {"C": 70}, reported_at=at(6)),
+        result(e, "42218-0001", 3, {"A": 0, "B": 0}, reported_at=at(7)),  # correction back to zero
+        result(e, "42218-0001", 2, {"A": 99}, reported_at=at(8)),  # stale again
     ]
     bad = [
         (
@@ -167,9 +206,22 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
             total["invalid"],
         ), (level, area)
         assert got.votes == {c: total["votes"].get(c, 0) for c in CANDIDATES}, (level, area)
-        assert got.bureaux_total == len([b for b in ROLL if area in (b[0], b[1], b[3], "FR")])
+        assert got.bureaux_total == bureaux_total(election)[(level, area)], (level, area)
+    assert {level for level, _ in truth} == {
+        "bureau",
+        "commune",
+        "circonscription",
+        "department",
+        "region",
+        "nation",
+    }
     assert s.standings(e, "commune", "42001").tied == ["A", "B"]
     assert s.standings(e, "commune", "42218").leader == "B"  # 42218-0001 corrected to zero
+    circonscription = s.standings(e, "circonscription", "42-01")  # 42218-0001 (zero) and 42001-0001
+    assert circonscription is not None and (circonscription.tied, circonscription.decided) == (
+        ["A", "B"],
+        False,
+    )
 
     rejected = s.read_topic(s.settings.rejected_topic)
     assert len(rejected) == len(bad), [r["reason"] for _, r in rejected]
@@ -182,11 +234,38 @@ def test_versions_duplicates_corrections_and_rejections(stack: Any) -> None:
     assert '{"election": "' + e + '", "bureau": ' in payloads  # the original payload travels with its reason
 
     events = [v for _, v in s.read_topic(s.settings.updates_topic) if v["election"] == e]
-    check_event_story(events, s, e)
+    payloads = {orjson.dumps(r) for r in valid}  # Publisher.result sends orjson.dumps(result)
+    per_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for record in read_records(s, s.settings.results_topic):
+        if record.value in payloads:
+            per_partition[record.partition].append(orjson.loads(record.value))
+    assert sum(map(len, per_partition.values())) == len(valid)
+    check_event_story(events, s, election, valid, per_partition)
     kinds = {(ev["level"], ev["area"], ev["kind"]) for ev in events}
-    for area in (("nation", "FR"), ("department", "42"), ("commune", "42218"), ("bureau", "75056-0001")):
+    for area in (
+        ("nation", "FR"),
+        ("region", "84"),
+        ("region", "11"),
+        ("department", "42"),
+        ("circonscription", "42-02"),
+        ("commune", "42218"),
+        ("commune", "75056"),
+    ):
+        for kind in ("leader_changed", "turnout_changed", "complete", "decided"):
+            assert (*area, kind) in kinds, (area, kind)
+    for area in (("circonscription", "42-01"), ("commune", "42001")):  # tied at the end: no call stands
         for kind in ("leader_changed", "turnout_changed", "complete"):
             assert (*area, kind) in kinds, (area, kind)
+    by_bureau = {
+        bureau: [ev["kind"] for ev in events if ev["level"] == "bureau" and ev["area"] == bureau]
+        for bureau, *_ in ROLL
+    }
+    assert by_bureau == {  # one per counted report: none for the duplicate and the stale ones
+        "42218-0001": ["reported", "corrected"],
+        "42218-0002": ["reported"],
+        "42001-0001": ["reported"],
+        "75056-0001": ["reported"],
+    }
     tie = [ev for ev in events if ev["area"] == "42001" and ev["kind"] == "leader_changed"]
     assert tie[-1]["tied"] == ["A", "B"] and tie[-1]["leader"] is None
 
@@ -219,30 +298,82 @@ def test_areas_touched_by_many_small_chunks(stack: Any) -> None:
     s.wait_until(settled, 90, "every area equal to the sums of the last reports")
 
 
-def check_event_story(events: list[dict[str, Any]], s: Stack, election: str) -> None:
-    """Per area: each previous_leader is the leader of the event before; the last matches the standings."""
-    by_area: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for event in events:
-        by_area[(event["level"], event["area"])].append(event)
-    for (level, area), area_events in by_area.items():
+def check_event_story(
+    events: list[dict[str, Any]],
+    s: Stack,
+    election: Election,
+    results: list[dict[str, Any]],
+    per_partition: dict[int, list[dict[str, Any]]],
+) -> None:
+    """Per area, the story its events tell (``results``: the valid reports, in publishing order;
+    ``per_partition``: the same as ``bureau-results`` holds them). The checks of
+    ``test_messy_nights.check_story`` and ``check_figures_were_true``, on a small night:
+
+    * every event is a valid ``UpdateEvent`` whose figures are those of its own counts (shares,
+      turnout, leader, tie, margin, decided against the registered of the unreported bureaux,
+      computed here from the roll), bureaux_total the roll's;
+    * a bureau's events: one per counted report, ``reported`` then ``corrected``, each with that
+      report's figures (``as_of`` its ``reported_at``), the last one equal to the final standings;
+    * above it, only leader_changed, turnout_changed, complete, decided and undecided: each
+      previous_leader is the leader of the leader_changed before, and the last one the final
+      standings' (leader, tied); complete at most once, iff every bureau reported; the last
+      turnout within a step of the final one; calls as ``traffic.decision_problems`` says;
+      version and as_of never going back (as_of the latest reported_at counted at the end);
+      counts that were true at some point for every area whose states can be enumerated.
+    """
+    e = election.election
+    candidates = election.candidate_list
+    sizes = bureaux_total(election)
+    rolls = registered_total(election)
+    members = members_of(election)
+    enumerable = enumerable_areas(election)
+    fresh = fresh_versions(results)
+    versions = {(r["bureau"], r["seq"]): r for r in results}
+    step = s.settings.turnout_step
+    problems: list[str] = []
+    for (level, area), story in per_area(events).items():
+        where = f"{level} {area}"
+        final = s.standings(e, level, area)
+        assert final is not None, where
+        for event in story:
+            problems += event_figure_problems(where, event, election, rolls)
+            if event["bureaux_total"] != sizes[(level, area)]:
+                problems.append(f"{where}: bureaux_total {event['bureaux_total']}")
+        if level == "bureau":
+            problems += bureau_story_problems(election, area, story, fresh[area], versions, final)
+            continue
+        problems += [f"{where}: a {ev['kind']} event" for ev in story if ev["kind"] not in AREA_KINDS]
         leader: Any = None
-        leaders = [ev for ev in area_events if ev["kind"] == "leader_changed"]
+        leaders = [ev for ev in story if ev["kind"] == "leader_changed"]
         for ev in leaders:
-            assert ev["previous_leader"] == leader, (level, area, ev)
+            if ev["previous_leader"] != leader:
+                problems.append(f"{where}: previous_leader {ev['previous_leader']!r} after {leader!r}")
             leader = ev["leader"]
-        final = s.standings(election, level, area)
-        assert final is not None
         last = (leaders[-1]["leader"], leaders[-1]["tied"]) if leaders else (None, None)  # nobody ever led
-        assert last == (final.leader, final.tied), (level, area)
-        completes = [ev for ev in area_events if ev["kind"] == "complete"]
-        assert len(completes) <= 1, (level, area)
-        assert bool(completes) == (final.bureaux_reported == final.bureaux_total), (level, area)
-        turnouts = [ev for ev in area_events if ev["kind"] == "turnout_changed"]
-        if final.turnout is not None:
-            assert abs(turnouts[-1]["turnout"] - final.turnout) < s.settings.turnout_step + 0.01, (
-                level,
-                area,
+        if last != (final.leader, final.tied):
+            problems.append(f"{where}: last leader_changed {last}, standings {(final.leader, final.tied)}")
+        completes = [ev for ev in story if ev["kind"] == "complete"]
+        if len(completes) > 1 or bool(completes) != (final.bureaux_reported == final.bureaux_total):
+            problems.append(
+                f"{where}: {len(completes)} complete at {final.bureaux_reported}/{final.bureaux_total}"
             )
+        if any(ev["bureaux_reported"] != ev["bureaux_total"] for ev in completes):
+            problems.append(f"{where}: complete before every bureau reported")
+        turnouts = [ev for ev in story if ev["kind"] == "turnout_changed"]
+        if final.turnout is not None and (
+            not turnouts or abs(turnouts[-1]["turnout"] - final.turnout) >= step + 0.01
+        ):
+            problems.append(f"{where}: last turnout_changed {turnouts[-1:]}, final turnout {final.turnout}")
+        problems += decision_problems(where, story, final)
+        problems += version_problems(where, story, final)
+        counted = [versions[(b, seq)].get("reported_at") for b in members[(level, area)] for seq in fresh[b]]
+        problems += as_of_problems(where, story, final, counted)
+        if (level, area) in enumerable:
+            states, _ = reachable(election, enumerable[(level, area)], per_partition)
+            for event in story:
+                if event_raw(event, candidates) not in states:
+                    problems.append(f"{where}: {event['kind']} {event_raw(event, candidates)} was never true")
+    assert not problems, f"{len(problems)} problems in the events:\n" + "\n".join(problems)
 
 
 def publish_contributions(s: Stack, messages: list[dict[str, Any]]) -> None:
@@ -317,15 +448,18 @@ def test_events_do_not_depend_on_how_contributions_are_chunked(stack: Any) -> No
             lambda s=s, e=e, truth=truth: all(
                 (got := s.standings(e, level, area)) is not None and got.voters == total["voters"]
                 for (level, area), total in truth.items()
-                if level != "nation"
+                if level not in ("region", "nation")
             ),
             90,
-            "the totals of every commune and department",
+            "the totals of every bureau, commune, circonscription and department",
         )
         story: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for _, event in s.read_topic(s.settings.updates_topic):
-            if event["level"] != "nation":  # the nation's input is not the same log
-                event = {k: v for k, v in event.items() if k not in ("at", "election")}
+            # region and nation: their input (the nation topic) is not the same log; version is an
+            # offset of the contributions topic: the election id (in the key) puts a department's
+            # messages in another partition, at other offsets, in each run
+            if event["level"] not in ("region", "nation"):
+                event = {k: v for k, v in event.items() if k not in ("at", "election", "version")}
                 story[(event["level"], event["area"])].append(event)
         stories.append(story)
         s.stop()
