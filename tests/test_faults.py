@@ -1,6 +1,6 @@
 """Issue 4, item 3: crashes and restarts in the middle of a full replay.
 
-What is injected (seeded, so a failure can be replayed): a generated messy night (2,374 bureaux in
+What is injected (seeded, so a failure can be replayed): a generated messy night (2,508 bureaux in
 80 departments, 5 of them silent; 10 % duplicates, 10 % out-of-order versions, 5 % corrections;
 120 invalid messages of 12 kinds spread through it: broken JSON, sums that do not add up, seq 0,
 strings for counts, unknown bureau / election / candidate, registered differing from the roll,
