@@ -276,3 +276,45 @@ def test_a_commune_reports_its_turnout_for_itself_or_through_its_bureaux_not_bot
     ]
     TurnoutReport.model_validate_json(night.rejected[0]["payload"])
     assert night.standings("e", "department", "42").turnout_at == {"12:00": 16.67}  # 250 of 1500, once each
+
+
+def test_states_forgotten_in_the_middle_of_a_chunk_are_not_kept_short() -> None:
+    """A rebalance (or another agent's failure) clears the derived states while a chunk waits;
+    the chunk then rebuilds its department from the store, which lacks the chunk's own reports.
+    Those rebuilt states must not outlive the chunk: the next one must count everything."""
+    night = Night(definition("e"))
+    tallier = night.pipeline.tallier
+    lookups = 0
+    get = tallier.elections.get
+
+    def get_and_forget_once(election_id: str) -> Any:
+        nonlocal lookups
+        lookups += 1
+        if lookups == 2:  # between the chunk's two messages
+            tallier.forget_states()
+        return get(election_id)
+
+    async def one_chunk_of_two_messages() -> None:
+        contributions = []
+        for report in (result("e", "42218-0001", 1, 60, 40), result("e", "42218-0002", 1, 30, 70)):
+            key = report["bureau"].encode()
+            records = [
+                e.message
+                for e in as_events([(0, key, orjson.dumps(report))], "bureau-results", night.offsets["in"])
+            ]
+            await night.pipeline.on_results(records)
+            contributions += as_events(
+                night.producer.take("contributions"), "contributions", night.offsets["c"]
+            )
+        tallier.elections.get = get_and_forget_once  # type: ignore[method-assign]
+        await night.pipeline.on_contributions(contributions)
+        tallier.elections.get = get  # type: ignore[method-assign]
+        await night.pipeline.on_contributions(
+            as_events(night.producer.take("nation"), "nation", night.offsets["n"])
+        )
+
+    night.loop.run_until_complete(one_chunk_of_two_messages())
+    night.run("bureau-results", result("e", "42001-0001", 1, 5, 5))  # the next chunk
+    assert night.standings("e", "department", "42").votes == {"A": 95, "B": 115}
+    assert night.standings("e", "circonscription", "42-01").votes == {"A": 65, "B": 45}
+    assert night.standings("e", "nation", "FR").votes == {"A": 95, "B": 115}

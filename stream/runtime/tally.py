@@ -1,9 +1,10 @@
 """Hop 2, ``tally_areas`` and ``tally_nation``: contributions into the ``areas`` table.
 
-Each bureau's report goes into its commune (child = bureau, version = ``seq``), each touched
-commune into its department (version = the offset of the message that last changed the
-commune); then one message per chunk carries every touched department to the nation's key, on
-the nation topic, where the same code puts each department into the nation.
+Each report goes into its commune (child = the bureau, or ``place|hour`` for a turnout report;
+version = ``seq``) and into its circonscription, each touched commune into its department
+(version = the offset of the message that last changed the commune); then one message per
+chunk carries every touched department to the nation's key, on the nation topic, where the
+same code puts each department into the nation and its region.
 
 One rule makes at-least-once delivery safe: every area a chunk touched passes its *whole*
 current total, with its version, to its parent, changed or not. A parent keeps per child the
@@ -68,7 +69,7 @@ class Tallier:
         self.dead_letters = dead_letters
         self.standings = standings
         #: in-memory departments and circonscriptions, with their communes' totals or their
-        #: bureaux' reports (see ``_derived``)
+        #: bureaux' reports (``_derived``)
         self.derived: dict[bytes, AreaState] = {}
         #: communes' and the nation's states exactly as last written, most recent last (``_hold``)
         self.held: OrderedDict[bytes, AreaState] = OrderedDict()
@@ -132,6 +133,8 @@ class Tallier:
             raise
         if generation == self.held_generation:  # no rebalance meanwhile: these are still ours
             self._hold(tx)
+        else:  # states derived or read while it ran may miss what the chunk did: read them again
+            self.forget_states()
 
     def _hold(self, tx: AreaTransaction) -> None:
         held = self.held
@@ -189,7 +192,7 @@ class Tallier:
             department = code if level == "department" else code.rsplit("-", 1)[0]
             department_key = area_key(election.election, "department", department).encode()
             if department_key not in self.derived:
-                self._rebuild_department(election, department)
+                self._rebuild_department(tx, election, department)
             state = self.derived.get(key)
             if state is None:  # a circonscription none of whose bureaux reported yet
                 state = self.derived[key] = AreaState(announced=self._stored(key).announced)
@@ -201,11 +204,12 @@ class Tallier:
         raw = self.areas.data.get(key)
         return AreaState.from_json(orjson.loads(raw)) if raw is not None else AreaState()
 
-    def _rebuild_department(self, election: ElectionIndex, department: str) -> None:
-        """A department's state and its circonscriptions', from its communes in the store."""
+    def _rebuild_department(self, tx: AreaTransaction, election: ElectionIndex, department: str) -> None:
+        """A department's state and its circonscriptions', from its communes in the store; those
+        the chunk already holds (states were forgotten while it ran) stay the chunk's."""
         name = election.election
         key = area_key(name, "department", department).encode()
-        state = AreaState(announced=self._stored(key).announced)
+        state = AreaState()
         circonscriptions: dict[str, AreaState] = {}
         for commune in election.communes_of_department[department]:
             raw = self.areas.data.get(area_key(name, "commune", commune).encode())
@@ -220,15 +224,21 @@ class Tallier:
                     continue
                 circ = circonscriptions.get(circonscription)
                 if circ is None:
-                    circ_key = area_key(name, "circonscription", circonscription).encode()
-                    circ = circonscriptions[circonscription] = AreaState(
-                        announced=self._stored(circ_key).announced
-                    )
+                    circ = circonscriptions[circonscription] = AreaState()
                 circ.apply(child, seq, tally)
                 circ.version = max(circ.version, commune_state.version)
-        self.derived[key] = state
-        for circonscription, circ in circonscriptions.items():
-            self.derived[area_key(name, "circonscription", circonscription).encode()] = circ
+        rebuilt = {key: state} | {
+            area_key(name, "circonscription", code).encode(): circ for code, circ in circonscriptions.items()
+        }
+        for rebuilt_key, rebuilt_state in rebuilt.items():
+            loaded = tx.areas.get(rebuilt_key)
+            if loaded is not None:
+                self.derived[rebuilt_key] = loaded.state
+                continue
+            stored = self._stored(rebuilt_key)  # what was announced, and the latest time ever included
+            rebuilt_state.announced = stored.announced
+            rebuilt_state.total.as_of = max(rebuilt_state.total.as_of, stored.total.as_of)
+            self.derived[rebuilt_key] = rebuilt_state
 
     @staticmethod
     def _circonscription_of(election: ElectionIndex, child: str) -> str | None:
