@@ -179,6 +179,18 @@ def test_reference_and_change_over_the_bureaux_in_both() -> None:
     assert parsed.voters == 1150  # the standings themselves count every bureau
 
 
+def test_no_reference_shown_over_no_bureau_in_both() -> None:
+    """A correction can take a bureau's comparison out again: an empty reference is no reference."""
+    total = Tally()
+    now = Tally(1, 1000, 750, 0, 0, {"A": 450, "B": 300})
+    now.comparison = Comparison(Tally(1, 1000, 600, 0, 0, {"A": 360, "B": 240}), now.copy())
+    total.add(now)
+    total.add(now, -1)
+    assert total.comparison is not None and total.comparison.reference.bureaux == 0
+    shown = make_standings("e2", "nation", "FR", "France", 2, total, ["A", "B"], compare_to="e1")
+    assert shown["reference"] is None and shown["change"] is None
+
+
 def test_turnout_before_the_count_and_its_events() -> None:
     total = Tally(turnout_at={"12:00": [1000, 194]})
     shown = make_standings("e", "commune", "42218", "Saint-Étienne", 3, total, ["A"], registered_total=1500)

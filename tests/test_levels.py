@@ -210,6 +210,7 @@ def test_turnout_reports_before_the_count() -> None:
     night.run("bureau-results", result("e", "42218-0001", 1, 700, 100))
     bureau = night.standings("e", "bureau", "42218-0001")
     assert bureau.turnout_at == {"12:00": 40.0, "17:00": 60.0} and bureau.voters == 800
+    assert bureau.version == 1 + 2 + 1  # the seqs of its result and its two hours' latest reports
 
 
 def test_bad_turnout_reports_are_dead_lettered_with_a_reason() -> None:

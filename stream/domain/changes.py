@@ -201,8 +201,13 @@ def make_standings(
         "reference": None,
         "change": None,
     }
-    if compare_to is not None and total.comparison is not None:
-        standings["reference"], standings["change"] = compare(compare_to, total.comparison)
+    comparison = total.comparison
+    if (
+        compare_to is not None
+        and comparison is not None
+        and (comparison.reference.bureaux or comparison.reference.turnout_at)
+    ):
+        standings["reference"], standings["change"] = compare(compare_to, comparison)
     return standings
 
 

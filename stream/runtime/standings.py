@@ -44,11 +44,12 @@ def area_standings(election: ElectionIndex, level: str, area: str, state: AreaSt
 
 
 def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -> Keyed:
-    """A bureau's standings from its commune's state: its report (version = its ``seq``), and the
-    turnout it reported before the count."""
+    """A bureau's standings from its commune's state: its report and the turnout it reported
+    before the count (version: the sum of their ``seq``, which grows with any of them)."""
     name, _, registered = election.areas[("bureau", bureau)]
     children = commune.children
     seq, tally = children[bureau]
+    version = seq
     if commune.total.turnout_at:  # reports before the count, perhaps from this bureau
         turnout_children = [children.get(turnout_child(bureau, hour)) for hour in TURNOUT_HOURS]
         if any(turnout_children):
@@ -56,6 +57,7 @@ def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -
             for child in turnout_children:
                 if child is not None:
                     tally.add(child[1])
+                    version += child[0]  # the sum of its reports' seqs grows with each of them
     standings = make_standings(
         election.election,
         "bureau",
@@ -64,7 +66,7 @@ def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -
         1,
         tally,
         election.candidate_list,
-        version=seq,
+        version=version,
         registered_total=registered,
         qualify=election.qualify,
         compare_to=election.compare_to,
