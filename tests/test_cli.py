@@ -140,6 +140,33 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
         tail.wait(timeout=10)
 
 
+def test_election_create_sets_compare_to_qualify_and_round(stack: Any) -> None:
+    s: Stack = stack("cli-create")
+    first, second = mini_election(), mini_election()
+    s.elections += [first.election, second.election]  # cleaned up with the stack
+    early = soiree(
+        s,
+        "election",
+        "create",
+        "-",
+        "--compare-to",
+        first.election,
+        "--round",
+        "2",
+        stdin=second.model_dump_json(),
+    )
+    assert early.returncode == 0, early.stderr
+    assert f"{first.election} is not registered yet" in early.stderr  # said, not refused
+    stored = Election.model_validate_json(s.redis.get(f"soiree:election:{second.election}") or b"")
+    assert (stored.compare_to, stored.round, stored.qualify) == (first.election, 2, None)
+    qualified = soiree(s, "election", "create", "-", "--qualify", "2", stdin=first.model_dump_json())
+    assert qualified.returncode == 0 and "not registered" not in qualified.stderr, qualified.stderr
+    stored = Election.model_validate_json(s.redis.get(f"soiree:election:{first.election}") or b"")
+    assert stored.qualify == 2
+    too_many = soiree(s, "election", "create", "-", "--qualify", "3", stdin=first.model_dump_json())
+    assert too_many.returncode == 1 and "qualify = 3 needs more than 3 candidates" in too_many.stderr
+
+
 def test_clear_errors_without_services(tmp_path: Path) -> None:
     env = {
         "SOIREE_REDIS_URL": "redis://:secret@127.0.0.1:1/0",

@@ -250,6 +250,15 @@ def election_create(
             fail(f"--election {election} but the file defines {definition.election}")
     else:
         fail("give a FILE (or -) or --from-ministry FILE --election ID")
+    if compare_to is not None:
+        from stream.adapters.redis.elections import list_elections
+
+        if compare_to not in list_elections(_redis()):
+            err.print(
+                f"[yellow]warning:[/] {escape(compare_to)} is not registered yet; a report is compared "
+                "with what the reference has counted when it is tallied, so register and count "
+                f"{escape(compare_to)} first"
+            )
     options = {"compare_to": compare_to, "qualify": qualify, "round": round_}
     if any(value is not None for value in options.values()):
         given = {key: value for key, value in options.items() if value is not None}
@@ -421,7 +430,9 @@ def results(
     level: str = typer.Argument(
         ..., help="bureau | commune | circonscription | department | region | nation"
     ),
-    area: str | None = typer.Argument(None, help="area id (FR, 42, 42218, 42218-0001); all areas if omitted"),
+    area: str | None = typer.Argument(
+        None, help="area id (FR, 84, 42, 42-01, 42218, 42218-0001); all areas if omitted"
+    ),
     election: str = typer.Option(..., help="election id"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
