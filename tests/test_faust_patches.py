@@ -34,7 +34,7 @@ def test_the_app_runs_with_the_fixes_and_the_quiet_monitor(services: Settings) -
     assert isinstance(app.consumer, _Consumer)
     assert isinstance(app.consumer._thread, _ConsumerThread)  # type: ignore[attr-defined]
     assert isinstance(app.monitor, QuietMonitor)
-    assert app.bundled_topics == {services.results_topic}  # type: ignore[attr-defined]
+    assert app.bundled_topics == {services.results_topic, services.turnout_topic}  # type: ignore[attr-defined]
 
 
 def _record(tp: TP, offset: int) -> ConsumerMessage:
