@@ -120,6 +120,17 @@ class Settings(BaseSettings):
         description="seconds routing and the tally wait to fill a batch (the nation: app.NATION_WINDOW)",
     )
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
+    serve_host: str = Field("127.0.0.1", description="`soiree serve` listens here (0.0.0.0: every interface)")
+    serve_port: int = Field(8080, ge=1, le=65535, description="`soiree serve`'s port")
+    worker_metrics_port: int = Field(
+        9108, ge=0, le=65535, description="a worker's /metrics (the next free one if taken; 0: none)"
+    )
+    operators_file: Path = Field(
+        Path("config/operators.toml"), description="operators' token hashes (`soiree operator add`)"
+    )
+    sse_buffer: int = Field(
+        20000, ge=100, description="recent events each `serve` keeps for resuming streams"
+    )
     home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
     results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
     turnout_topic: str = Field("turnout-reports", description="turnout at 12:00 and 17:00, before the count")

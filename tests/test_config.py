@@ -90,14 +90,15 @@ def test_local_env_example_reads_the_same_in_a_shell() -> None:
     assert shell == read_env_file(CONFIG / "local.env.example")
 
 
-def test_compose_env_differs_from_a_local_run_only_by_the_service_names() -> None:
+def test_compose_env_differs_from_a_local_run_only_by_the_service_names_and_the_serve_host() -> None:
     local = settings_from(read_env_file(CONFIG / "local.env.example"))
     compose = settings_from(read_env_file(CONFIG / "compose.env"))
     differ = {
         name for name in VARIABLES.values() if plain(getattr(local, name)) != plain(getattr(compose, name))
     }
-    assert differ == {"kafka_bootstrap", "redis_url"}
+    assert differ == {"kafka_bootstrap", "redis_url", "serve_host"}
     assert compose.kafka_bootstrap == "kafka:9092"
+    assert compose.serve_host == "0.0.0.0"  # in a container, reachable through its published port
     assert compose.redis_dsn() == "redis://redis:6379/0"
 
 

@@ -71,6 +71,7 @@ ALLOWED = {
     "stream.domain": {"stream.domain", "stream.errors"},
     "stream.sources": {"stream.sources", "stream.domain", "stream.errors"},
     "stream.adapters": {"stream.adapters", "stream.domain", "stream.errors", "stream.settings"},
+    "stream.http": {"stream.http", "stream.adapters", "stream.domain", "stream.errors", "stream.settings"},
     "stream.runtime": {
         "stream.runtime",
         "stream.adapters",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import orjson
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -113,6 +114,10 @@ class Election(BaseModel):
     qualify: Annotated[int, Field(ge=1)] | None = Field(
         None, description="the first N go through (presidential round 1: 2); decided covers the set"
     )
+    publish_after: AwareDatetime | None = Field(
+        None, description="no result or event is served over HTTP before (operators excepted)"
+    )
+    rehearsal: bool = Field(False, description="a rehearsal: the page says so on every screen")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Election:
@@ -309,6 +314,7 @@ class UpdateEvent(_Figures):
     previous_leader: str | None = None
     previous_turnout: float | None = None
     hour: str | None = Field(None, description="turnout_reported: the hour reported")
+    publish_after: datetime | None = Field(None, description="the election's embargo, when it has one")
     at: datetime
     cause: Cause | None = None
 

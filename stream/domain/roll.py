@@ -78,6 +78,8 @@ class ElectionIndex:
         self.name: str = definition["name"]
         self.compare_to: str | None = definition.get("compare_to")
         self.qualify: int | None = definition.get("qualify")
+        #: the embargo, as the definition's ISO-8601 text (events carry it)
+        self.publish_after: str | None = definition.get("publish_after")
         self.candidate_list: list[str] = [candidate["id"] for candidate in definition["candidates"]]
         self.candidate_ids = frozenset(self.candidate_list)
         intern = sys.intern

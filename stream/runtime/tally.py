@@ -408,7 +408,8 @@ class Tallier:
     ) -> None:
         """A bureau's one event per accepted report (``reported`` or ``corrected``)."""
         view_key, standings = bureau_standings(commune.election, bureau, commune.state)
-        self._publish(tx, view_key, bureau, standings, [report_event(standings, corrected, cause, at)])
+        event = report_event(standings, corrected, cause, at)
+        self._publish(tx, commune.election, view_key, bureau, standings, [event])
 
     def _announce(self, tx: AreaTransaction, area: TouchedArea, at: str) -> None:
         state = area.state
@@ -417,11 +418,12 @@ class Tallier:
             state.announced, standings, state.total, self.settings.turnout_step, area.cause, at
         )
         area.changed, area.written = False, True
-        self._publish(tx, view_key, area.area, standings, events)
+        self._publish(tx, area.election, view_key, area.area, standings, events)
 
     def _publish(
         self,
         tx: AreaTransaction,
+        election: ElectionIndex,
         view_key: str,
         area: str,
         standings: dict[str, Any],
@@ -430,4 +432,6 @@ class Tallier:
         tx.views[view_key] = dumps(standings)
         if standings["level"] in self.settings.event_levels:
             for change in events:
+                if election.publish_after is not None:  # the topic is for trusted consumers: it says so
+                    change["publish_after"] = election.publish_after
                 tx.outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))

@@ -1,0 +1,16 @@
+"""The aiohttp application of ``soiree serve``: its parts, and what they share."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stream.settings import Settings
+
+__all__ = ["create_web_app"]
+
+
+def create_web_app(settings: Settings) -> web.Application:
+    """The whole service: the API, the event stream, health and metrics, and the page."""
+    app = web.Application()
+    app["settings"] = settings
+    return app
