@@ -54,6 +54,9 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
     register_election(settings, client, scenario.election)
     worker = _start_worker(settings, scenario.election.election)
     console.print(f"worker started (pid {worker.pid}, log {settings.home / 'logs' / 'worker.log'})")
+    url, serving = infra.serve(settings, console)
+    page = f"{url}?election={scenario.election.election}"
+    console.print(f"live page: [bold]{page}[/] ({serving.state}; it keeps running after the demo)")
     try:
         asyncio.run(_first_round(settings, console, first, worker))
         final = asyncio.run(_live(settings, console, scenario, speed, worker))
@@ -65,7 +68,7 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
             worker.kill()
     _print_outcome(console, scenario, final)
     console.print(
-        "\nKafka and Redis keep running. Try "
+        f"\nKafka, Redis and the page ([bold]{page}[/]) keep running. Try "
         f"[bold]soiree results department --election {scenario.election.election}[/]"
         " or [bold]soiree tail --from-beginning --level nation[/]; [bold]soiree down[/] stops them."
     )

@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "ensure_kafka_jars",
     "kafka_answers",
     "redis_answers",
+    "serve",
     "up",
     "wait_for_kafka",
 ]
@@ -185,7 +187,7 @@ def _log_file(settings: Settings, name: str) -> Path:
     return _home(settings) / "logs" / f"{name}.log"
 
 
-_MARKERS = {"kafka": "kafka.Kafka", "redis": "redis-server"}
+_MARKERS = {"kafka": "kafka.Kafka", "redis": "redis-server", "serve": "stream.cli serve"}
 
 
 def _alive(pid: int, name: str) -> bool:
@@ -612,17 +614,41 @@ def up(settings: Settings, console: Console | None = None) -> list[ServiceStatus
     return statuses
 
 
+def serve(settings: Settings, console: Console | None = None) -> tuple[str, ServiceStatus]:
+    """Make ``soiree serve`` answer at the configured port (``soiree demo`` leaves it running):
+    started detached, with a pid file like Kafka's and Redis's, unless something answers there."""
+    host = "127.0.0.1" if settings.serve_host in _LOCAL_HOSTS else settings.serve_host
+    url = f"http://{host}:{settings.serve_port}/"
+    with _lock(settings):
+        if _port_open(host, settings.serve_port):
+            pid = _read_pid(settings, "serve")
+            detail = f"started by soiree, pid {pid}" if pid else "not managed by soiree"
+            return url, ServiceStatus("serve", url, "already running", detail)
+        status = console.status("Starting soiree serve…") if console else contextlib.nullcontext()
+        with status:
+            argv = [sys.executable, "-m", "stream.cli", "serve"]
+            pid = _spawn(settings, "serve", argv, Path.cwd())
+            waited = _wait_started(settings, "serve", pid, lambda: _port_open(host, settings.serve_port), 30)
+        return url, ServiceStatus("serve", url, "started", f"pid {pid}, ready in {waited:.1f}s")
+
+
 def down(
     settings: Settings, console: Console | None = None, *, only: Collection[str] | None = None
 ) -> list[ServiceStatus]:
-    """Stop what ``up`` started (per the pid files), SIGTERM then SIGKILL; never anything else.
+    """Stop what ``up`` (or the demo's ``serve``) started (per the pid files), SIGTERM then
+    SIGKILL; never anything else.
 
-    ``only`` limits it to some of ``"kafka"``, ``"redis"`` (the test session stops just what it started).
+    ``only`` limits it to some of ``"serve"``, ``"kafka"``, ``"redis"`` (the test session stops
+    just what it started).
     """
     statuses: list[ServiceStatus] = []
-    addresses = {"kafka": settings.kafka_bootstrap, "redis": settings.redis_display()}
+    addresses = {
+        "kafka": settings.kafka_bootstrap,
+        "redis": settings.redis_display(),
+        "serve": f"port {settings.serve_port}",
+    }
     with _lock(settings):
-        for name in ("redis", "kafka"):  # reverse start order
+        for name in ("serve", "redis", "kafka"):  # reverse start order
             if only is not None and name not in only:
                 continue
             had_file = _pid_file(settings, name).exists()
