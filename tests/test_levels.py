@@ -319,3 +319,14 @@ def test_states_forgotten_in_the_middle_of_a_chunk_are_not_kept_short() -> None:
     assert night.standings("e", "department", "42").votes == {"A": 95, "B": 115}
     assert night.standings("e", "circonscription", "42-01").votes == {"A": 65, "B": 45}
     assert night.standings("e", "nation", "FR").votes == {"A": 95, "B": 115}
+
+
+def test_events_of_an_embargoed_election_carry_its_publish_after() -> None:
+    """The engine counts during the embargo; the topic is for trusted consumers, and says until when."""
+    night = Night(definition("e", publish_after="2017-05-07T20:00:00+02:00"), definition("open"))
+    night.run("bureau-results", result("e", "42218-0001", 1, 7, 3), result("open", "42218-0001", 1, 7, 3))
+    embargoed = [e for e in night.events if e["election"] == "e"]
+    assert embargoed and {e["publish_after"] for e in embargoed} == {"2017-05-07T20:00:00+02:00"}
+    assert all("publish_after" not in e for e in night.events if e["election"] == "open")
+    assert UpdateEvent.model_validate(embargoed[0]).publish_after is not None
+    assert night.standings("e", "nation", "FR").votes == {"A": 7, "B": 3}  # counted all the same
