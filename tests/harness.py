@@ -76,6 +76,7 @@ class Stack:
             SOIREE_TURNOUT_STEP=str(s.turnout_step),
             SOIREE_BATCH_SIZE=str(s.batch_size),
             SOIREE_HOME=str(s.home),
+            SOIREE_WORKER_METRICS_PORT=str(s.worker_metrics_port),
         )
         return env
 

@@ -25,6 +25,7 @@ from stream.adapters.kafka.client import faust_credentials
 from stream.adapters.kafka.topics import contributions_topic, nation_topic
 from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import alive_marker
+from stream.runtime import metrics
 from stream.runtime.faust import QuietMonitor, RawSchema, SeekFirstTableManager, SoireeApp
 from stream.runtime.pipeline import Pipeline
 from stream.runtime.redis_watch import MARKER_TTL
@@ -137,6 +138,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.timer(1.0)
     async def check_redis() -> None:
         await pipeline.check_redis()
+
+    # The worker's metrics (``runtime.metrics``; ``soiree worker`` serves them): partitions held
+    # and the consumer's lag on the topics the agents read.
+    read_topics = (
+        settings.results_topic,
+        settings.turnout_topic,
+        contributions.get_topic_name(),
+        nation.get_topic_name(),
+    )
+
+    @app.timer(metrics.CONSUMER_INTERVAL)
+    async def refresh_metrics() -> None:
+        await metrics.refresh_consumer(app.consumer, read_topics, settings.results_topic)
 
     app.pipeline = pipeline  # type: ignore[attr-defined]
     return app

@@ -16,6 +16,7 @@ from faust.types import EventT, ProducerT
 
 from stream.domain.contributions import reports_of
 from stream.domain.messages import make_rejection
+from stream.runtime import metrics
 from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import through_outages
 
@@ -70,6 +71,7 @@ class DeadLetters:
             offset=message.offset,
         )
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+        metrics.count_rejection(reason)
         outbox.add(self.topic, key, rejection.model_dump_json().encode())
 
     async def contribution(self, event: EventT, message: dict[str, Any] | None, exc: Exception) -> None:

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from stream.errors import ElectionsUnavailable
+from stream.runtime import metrics
 
 __all__ = ["OUTAGES", "OUTAGE_RETRY_DELAY", "through_outages", "waiting_for_redis"]
 
@@ -28,6 +29,8 @@ OUTAGES = (KafkaError, RedisError, OSError, ElectionsUnavailable)
 #: Seconds before a batch that met an outage is tried again (doubling up to ``MAX_RETRY_DELAY``).
 OUTAGE_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 10.0
+#: Seconds before an election's lookup is tried again while Redis is away (doubling up to 5 s).
+REDIS_RETRY_DELAY = 0.2
 
 
 async def through_outages(work: Callable[[T], Awaitable[R]], batch: T) -> R:
@@ -37,6 +40,8 @@ async def through_outages(work: Callable[[T], Awaitable[R]], batch: T) -> R:
         try:
             return await work(batch)
         except OUTAGES as exc:
+            if delay == OUTAGE_RETRY_DELAY:  # counted once per batch, however long it waits
+                metrics.count_outage(exc)
             log.warning("A batch met an outage (%r); trying it again in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
@@ -44,11 +49,13 @@ async def through_outages(work: Callable[[T], Awaitable[R]], batch: T) -> R:
 
 async def waiting_for_redis(call: Callable[[Any], T], arg: Any) -> T:
     """``call(arg)``, waiting (with backoff) while an unknown election cannot be looked up."""
-    delay = 0.2
+    delay = REDIS_RETRY_DELAY
     while True:
         try:
             return call(arg)
         except ElectionsUnavailable as exc:
+            if delay == REDIS_RETRY_DELAY:  # counted once per lookup, however long it waits
+                metrics.count_outage(exc)
             log.warning("%s; retrying in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -13,6 +13,7 @@ from stream.adapters.redis.elections import ElectionCache
 from stream.domain.aggregation import Tally, turnout_child, utc_text
 from stream.domain.contributions import BureauRow, department_message
 from stream.domain.messages import InvalidResult, validate_result, validate_turnout
+from stream.runtime import metrics
 from stream.runtime.dead_letters import DeadLetters, Record, internal_error
 from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
@@ -41,9 +42,12 @@ class Router:
 
     async def on_results(self, records: list[Record]) -> None:
         """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
-        await through_outages(self._route, records)
+        metrics.BATCH_REPORTS.observe(len(records))
+        routed = await through_outages(self._route, records)
+        metrics.REPORTS_ROUTED.inc(routed)
 
-    async def _route(self, records: list[Record]) -> None:
+    async def _route(self, records: list[Record]) -> int:
+        """The batch's valid reports to the contributions topic; returns how many."""
         outbox = Outbox(self.producer)
         reject = self.dead_letters.reject
         by_department: dict[tuple[str, str], list[BureauRow]] = {}
@@ -63,6 +67,7 @@ class Router:
         for (election, department), rows in by_department.items():
             outbox.add(self.contributions, *department_message(election, department, rows))
         await outbox.deliver()
+        return sum(map(len, by_department.values()))
 
     def _validate(self, record: Record) -> tuple[str, str, list[Any]]:
         """(election, department, row) of a valid report, or InvalidResult (``contributions``)."""

@@ -46,6 +46,7 @@ from mode import Service
 from yarl import URL
 
 from stream.adapters.redis.keys import table_partition_prefix
+from stream.runtime import metrics
 
 __all__ = ["RedisStore"]
 
@@ -303,6 +304,8 @@ class RedisStore(SerializedStore):
             await self.flush()
         except (redis.RedisError, OSError) as exc:
             self._failures += 1
+            if self._failures == 1:  # an outage begins: counted once, however long it lasts
+                metrics.count_outage(exc)
             delay = min(MAX_BACKOFF, FLUSH_INTERVAL * 2**self._failures)
             self._next_attempt = now + delay
             if self._failures == 1 or self._failures % 10 == 0:
@@ -333,10 +336,12 @@ class RedisStore(SerializedStore):
             dirty, self._dirty = self._dirty, {}
             offsets, self._pending_offsets = self._pending_offsets, {}
             owed = set(self._owed)
+            began = time.perf_counter()
             try:
                 for partition in sorted(set(dirty) | set(offsets)):
                     changes, offset = dirty.get(partition, {}), offsets.get(partition)
                     await self._write_partition(partition, changes, offset, partition in owed)
+                metrics.STORE_FLUSH_SECONDS.observe(time.perf_counter() - began)
             except BaseException:
                 # Put back what was not written; newer writes made meanwhile win.
                 for partition, changes in dirty.items():

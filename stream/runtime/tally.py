@@ -15,7 +15,8 @@ when the message behind it is re-delivered. Nothing is a delta, nothing counts t
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from stream.domain.encoding import dumps
 from stream.domain.messages import NATION
 from stream.domain.regions import region_of
 from stream.domain.roll import ElectionIndex
+from stream.runtime import metrics
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.outages import through_outages, waiting_for_redis
 from stream.runtime.standings import StandingsWriter, area_standings, bureau_standings
@@ -75,6 +77,8 @@ class Tallier:
         self.held: OrderedDict[bytes, AreaState] = OrderedDict()
         #: bumped whenever held states are dropped: a chunk that ran meanwhile must not hold its own
         self.held_generation = 0
+        #: events produced since the last chunk ended, by (kind, level), for ``metrics``
+        self.events_made: Counter[tuple[str, str]] = Counter()
 
     async def on_contributions(self, events: list[EventT]) -> None:
         """Tally what the agent took, in chunks of about ``batch_size`` reports.
@@ -126,11 +130,15 @@ class Tallier:
         and read again from the store.
         """
         generation = self.held_generation
+        began = time.perf_counter()
         try:
             tx = await self._tally_chunk(messages)
         except BaseException:
             self.forget_states()
             raise
+        finally:
+            metrics.count_events(self.events_made)
+        metrics.TALLY_CHUNK_SECONDS.observe(time.perf_counter() - began)
         if generation == self.held_generation:  # no rebalance meanwhile: these are still ours
             self._hold(tx)
         else:  # states derived or read while it ran may miss what the chunk did: read them again
@@ -430,8 +438,10 @@ class Tallier:
         events: list[dict[str, Any]],
     ) -> None:
         tx.views[view_key] = dumps(standings)
-        if standings["level"] in self.settings.event_levels:
+        level = standings["level"]
+        if level in self.settings.event_levels:
             for change in events:
                 if election.publish_after is not None:  # the topic is for trusted consumers: it says so
                     change["publish_after"] = election.publish_after
                 tx.outbox.add(self.settings.updates_topic, area.encode(), orjson.dumps(change))
+                self.events_made[change["kind"], level] += 1
