@@ -200,6 +200,18 @@ def worker(
         f"worker [bold]{settings.app_id}[/] on Kafka {settings.kafka_bootstrap}, "
         f"Redis {settings.redis_display()}"
     )
+    from stream.runtime.metrics import serve_metrics
+
+    wanted = settings.worker_metrics_port
+    try:
+        served = serve_metrics(wanted)  # in a thread of its own: Faust's web server stays off
+    except OSError as exc:  # a port it may not use (below 1024): a setting to correct
+        fail(f"cannot serve metrics on port {wanted} (SOIREE_WORKER_METRICS_PORT): {exc}")
+    if served is not None:
+        note = "" if served[0] == wanted else f" ({wanted} is taken)"
+        console.print(f"metrics at http://127.0.0.1:{served[0]}/metrics{note}")
+    elif wanted:
+        err.print(f"[yellow]warning:[/] ports {wanted} to {wanted + 20} are taken: no metrics")
     import uvloop
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the same asyncio, a faster loop
