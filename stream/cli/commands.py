@@ -23,6 +23,8 @@ from stream.settings import CONFIG_ENV, LEVELS, ConfigError, get_settings
 app = typer.Typer(help="Soirée: exact election-night totals and change events.", no_args_is_help=True)
 election_app = typer.Typer(help="Register and inspect election definitions.", no_args_is_help=True)
 app.add_typer(election_app, name="election")
+operator_app = typer.Typer(help="Operators: who may see results before publish_after.", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
@@ -569,6 +571,79 @@ def schema(
             json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     console.print(f"wrote {len(schemas)} schemas to {out}")
+
+
+# -- HTTP service -----------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="address to listen on (default: SOIREE_SERVE_HOST)"),
+    port: int | None = typer.Option(None, help="port (default: SOIREE_SERVE_PORT, 8080)"),
+) -> None:
+    """Serve the night over HTTP: elections, results, Server-Sent Events, health and metrics."""
+    import logging
+
+    from aiohttp import web
+    from aiokafka.errors import KafkaError
+
+    from stream.adapters.kafka.positions import TopicReader
+    from stream.http.app import SafeAccessLogger, create_web_app
+
+    settings = get_settings()
+    _redis()  # one clear line when Redis is not there
+
+    async def check_kafka() -> None:
+        reader = TopicReader(settings)
+        await reader.start({settings.updates_topic: None})
+        await reader.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(check_kafka(), 20))
+    except LookupError as exc:
+        fail(str(exc))
+    except (KafkaError, OSError, TimeoutError) as exc:
+        fail_on_kafka(settings, exc)
+    host = host or settings.serve_host
+    port = port or settings.serve_port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        runner = web.AppRunner(
+            create_web_app(settings), access_log_class=SafeAccessLogger, shutdown_timeout=5
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            try:
+                await site.start()
+            except OSError as exc:
+                fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            shown = f"[{host}]" if ":" in host else host
+            console.print(f"serving on [bold]http://{shown}:{port}/[/] (Ctrl-C to stop)", highlight=False)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+@operator_app.command("add")
+def operator_add(
+    name: str = typer.Argument(..., help="who the token is for"),
+    replace: bool = typer.Option(False, "--replace", help="make a new token for an existing operator"),
+) -> None:
+    """Make an operator token (printed once; only its SHA-256 is kept in SOIREE_OPERATORS_FILE)."""
+    from stream.http.embargo import OperatorExists, add_operator
+
+    settings = get_settings()
+    try:
+        token = add_operator(settings.operators_file, name, replace)
+    except (OperatorExists, ValueError, OSError) as exc:
+        fail(str(exc))
+    err.print(f"operator {name} added to {settings.operators_file}; the token is shown once:")
+    print(token, flush=True)
 
 
 def main() -> None:
