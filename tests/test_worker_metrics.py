@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.adapters.kafka.topics import contributions_topic, nation_topic
@@ -172,6 +173,44 @@ def test_a_rejections_reason_keeps_no_input_in_its_label() -> None:
         == "field '…': Input should be >= #"
     )
     assert kind("commune 42218: unknown election 'secret-id'") == "unknown election '…'"
+
+
+class FakeConsumer:
+    """What ``refresh_consumer`` reads of Faust's consumer."""
+
+    def __init__(self, offsets: dict[TP, tuple[int | None, int]]) -> None:
+        self.offsets = offsets  # tp -> (highwater, position)
+
+    def assignment(self) -> set[TP]:
+        return set(self.offsets)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.offsets[tp][0]
+
+    async def position(self, tp: TP) -> int:
+        return self.offsets[tp][1]
+
+
+def test_consumer_lag_is_highwater_minus_position_for_the_partitions_held() -> None:
+    lag = "soiree_worker_consumer_lag"
+    consumer = FakeConsumer(
+        {
+            TP("r", 0): (120, 100),
+            TP("r", 1): (7, 7),
+            TP("c", 1): (None, 0),  # not fetched yet: no figure
+            TP("r-changelog", 1): (50, 0),  # a topic the agents do not read
+        }
+    )
+    asyncio.run(metrics.refresh_consumer(consumer, ["r", "c"], "r"))
+    assert value("soiree_worker_partitions_assigned") == 2
+    assert (value(lag, topic="r", partition="0"), value(lag, topic="r", partition="1")) == (20, 0)
+    assert REGISTRY.get_sample_value(lag, {"topic": "c", "partition": "1"}) is None
+    assert REGISTRY.get_sample_value(lag, {"topic": "r-changelog", "partition": "1"}) is None
+    consumer.offsets = {TP("r", 1): (9, 7)}  # partition 0 moved to another worker
+    asyncio.run(metrics.refresh_consumer(consumer, ["r", "c"], "r"))
+    assert value("soiree_worker_partitions_assigned") == 1
+    assert REGISTRY.get_sample_value(lag, {"topic": "r", "partition": "0"}) is None
+    assert value(lag, topic="r", partition="1") == 2
 
 
 # -- a real worker -----------------------------------------------------------------------
