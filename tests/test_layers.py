@@ -53,8 +53,10 @@ def test_a_domain_module_loads_no_service_library(module: str) -> None:
         "from stream.cli import commands\n"
         "from stream.adapters.kafka.updates import follow_updates\n"
         "from stream.cli.views import event_line",
+        # what `soiree serve` runs
+        "from stream.cli import commands\nimport stream.http.app",
     ],
-    ids=["results", "tail"],
+    ids=["results", "tail", "serve"],
 )
 def test_the_read_only_commands_load_no_faust(code: str) -> None:
     loaded = loaded_after(code)
