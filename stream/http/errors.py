@@ -13,11 +13,12 @@ from aiohttp.typedefs import Handler
 
 from stream.http.metrics import METRICS
 
-__all__ = ["json_error", "error_middleware", "ROUTE_KEY"]
+__all__ = ["json_error", "error_middleware", "STREAMING"]
 
 log = logging.getLogger("stream.http")
 
-ROUTE_KEY = "soiree_route"
+#: Set by a handler whose request lasts as long as a stream: its latency is not a request's.
+STREAMING = web.RequestKey("streaming", bool)
 
 
 def json_error(
@@ -65,5 +66,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         metrics = request.app.get(METRICS)
         if metrics is not None:
             metrics.requests.labels(route=route, status=str(status)).inc()
-            if not request.get("streaming"):
+            if not request.get(STREAMING):
                 metrics.latency.labels(route=route).observe(time.perf_counter() - started)

@@ -31,7 +31,7 @@ from aiohttp import web
 from stream.adapters.kafka.positions import Record, TopicReader
 from stream.http.api import READER, SETTINGS, Definition, definition_or_404
 from stream.http.embargo import check_access
-from stream.http.errors import json_error
+from stream.http.errors import STREAMING, json_error
 from stream.http.metrics import METRICS, ServeMetrics
 from stream.settings import LEVELS, Settings
 
@@ -324,7 +324,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if (refused := check_access(request, found.index.publish_after)) is not None:
         return refused
     hub = request.app[HUB]
-    request["streaming"] = True
+    request[STREAMING] = True
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
