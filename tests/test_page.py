@@ -106,8 +106,11 @@ def reports(e: str, votes_by_bureau: dict[str, dict[str, int]], seq: int = 1) ->
     ]
 
 
-def number(text: str) -> float:
-    """A figure as the page shows it in English ("1,234", "12.34%") or French ("1 234", "12,34 %")."""
+def number(text: str) -> float | None:
+    """A figure as the page shows it in English ("1,234", "12.34%") or French ("1 234", "12,34 %");
+    None for the dash of a figure not known yet."""
+    if text.strip() in ("", "—"):
+        return None
     cleaned = re.sub(r"[\s\u00a0\u202f%]", "", text)
     if "," in cleaned and "." not in cleaned and re.search(r",\d{2}$", cleaned):
         cleaned = cleaned.replace(",", ".")
@@ -123,8 +126,13 @@ def shown_figures(driver: WebDriver) -> dict[str, Any]:
     figures: dict[str, Any] = {"votes": {}, "shares": {}}
     for row in driver.find_elements(By.CSS_SELECTOR, "#candidates tbody tr"):
         candidate = str(row.get_attribute("data-candidate"))
-        figures["votes"][candidate] = number(str(row.find_element(By.CSS_SELECTOR, ".votes").text))
-        figures["shares"][candidate] = number(str(row.find_element(By.CSS_SELECTOR, ".share").text))
+        cell = row.find_element
+        figures["votes"][candidate] = number(
+            str(cell(By.CSS_SELECTOR, ".votes").get_attribute("textContent"))
+        )
+        figures["shares"][candidate] = number(
+            str(cell(By.CSS_SELECTOR, ".share").get_attribute("textContent"))
+        )
     figures["turnout"] = number(text(driver, "#f-turnout"))
     figures["voters"] = number(text(driver, "#f-voters"))
     figures["reporting"] = text(driver, "#f-reporting").split("(")[0].replace(" ", "")
@@ -350,40 +358,69 @@ def test_page_waits_for_publish_after_then_fills(stack: Any) -> None:
     os.environ.get("SOIREE_SCREENSHOTS") != "1", reason="writes docs/screenshots only when asked"
 )
 def test_screenshots_of_a_2017_night(stack: Any, data_dir: Path) -> None:
-    """The README's screenshots: the 2017 second round with 60 % of the bureaux in (a random,
-    seeded sample), on a desktop and a phone."""
+    """The README's screenshots: the 2017 second round with about 60 % of the bureaux in (a random,
+    seeded sample; the last part published while the page is open, for its latest events), on a
+    desktop in English and on a phone (375 px) in French."""
     from stream.sources.ministry import election_from_ministry, results_from_ministry
 
     s: Stack = stack("shots")
-    path = data_dir / ROUND_FILES[2]
-    e = election_from_ministry(path, f"pres2017-t2-{os.urandom(2).hex()}", "Présidentielle 2017, 2d tour")
-    s.register(e)
+    tag = os.urandom(2).hex()
+    first_round = data_dir / ROUND_FILES[1]
+    t1 = election_from_ministry(first_round, f"pres2017-t1-{tag}", "Présidentielle 2017, 1er tour")
+    s.register(t1)
     s.start_worker()
-    rows = list(
-        results_from_ministry(path, e.election, reported_at=datetime(2017, 5, 7, 21, 12, tzinfo=PARIS))
-    )
-    sample = random.Random(2017).sample(rows, k=int(len(rows) * 0.6))
-    s.publish(sample)
+    s.publish(results_from_ministry(first_round, t1.election))
     s.wait_until(
         lambda: (
-            (st := s.standings(e.election, "nation", "FR")) is not None and st.bureaux_reported == len(sample)
+            (st := s.standings(t1.election, "nation", "FR")) is not None
+            and st.bureaux_reported == st.bureaux_total
         ),
         600,
-        "the sample at the nation",
+        "the whole first round",
+    )
+    path = data_dir / ROUND_FILES[2]
+    t2 = election_from_ministry(path, f"pres2017-t2-{tag}", "Présidentielle 2017, 2d tour")
+    e = Election.model_validate({**t2.model_dump(), "round": 2, "compare_to": t1.election, "rehearsal": True})
+    s.register(e)
+    rows = list(results_from_ministry(path, e.election))
+    sample = random.Random(2017).sample(rows, k=int(len(rows) * 0.6))
+    evening = datetime(2017, 5, 7, 20, 0, tzinfo=PARIS)
+    for i, row in enumerate(sample):  # reported between 20:00 and 21:30
+        row["reported_at"] = (evening + timedelta(seconds=5400 * i // len(sample))).isoformat()
+    early, late = sample[: len(sample) * 11 // 12], sample[len(sample) * 11 // 12 :]
+    s.publish(early)
+    s.wait_until(
+        lambda: (
+            (st := s.standings(e.election, "nation", "FR")) is not None and st.bureaux_reported == len(early)
+        ),
+        600,
+        "the first part at the nation",
     )
     out = ROOT / "docs/screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with Server(s.settings) as server:
-        for name, width, height, lang in (
-            ("page-desktop", 1280, 1400, "en"),
-            ("page-phone", 375, 1600, "fr"),
-        ):
-            driver = chrome(width, height)
-            try:
-                driver.get(f"{server.url}/?election={e.election}&lang={lang}")
-                wait_for(lambda driver=driver: text(driver, "#f-voters") != "—", 30, "the figures")
-                time.sleep(0.5)
-                driver.save_screenshot(str(out / f"{name}.png"))
-                assert_no_console_errors(driver)
-            finally:
-                driver.quit()
+        desktop = chrome(1280, 1500)
+        phone = chrome(375, 2200)
+        try:
+            desktop.get(f"{server.url}/?election={e.election}&lang=en")
+            wait_for(lambda: desktop.execute_script("return window.soireePage.live"), 30, "the stream")
+            s.publish(late)
+            s.wait_until(
+                lambda: (
+                    (st := s.standings(e.election, "nation", "FR")) is not None
+                    and st.bureaux_reported == len(sample)
+                ),
+                300,
+                "the whole sample at the nation",
+            )
+            time.sleep(2)
+            desktop.save_screenshot(str(out / "page-desktop.png"))
+            assert_no_console_errors(desktop)
+            phone.get(f"{server.url}/?election={e.election}&lang=fr")
+            wait_for(lambda: text(phone, "#f-voters") != "—", 30, "the figures")
+            time.sleep(0.5)
+            phone.save_screenshot(str(out / "page-phone.png"))
+            assert_no_console_errors(phone)
+        finally:
+            desktop.quit()
+            phone.quit()

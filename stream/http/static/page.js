@@ -367,6 +367,36 @@
     });
   }
 
+  /* Events above bureau level come only when something worth announcing changes (a leader, a
+     turnout step, a call): between them, ask for the standings again now and then (a 304 when
+     nothing changed, the ETag doing the work). */
+  var POLL_MS = 5000;
+  var SMALL_LEVELS = { nation: true, region: true, department: true, circonscription: true };
+  var polls = 0;
+  function api(path) {
+    var url = "/api/elections/" + encodeURIComponent(cfg.election) + "/results/" + path;
+    return cfg.token ? url + "?token=" + encodeURIComponent(cfg.token) : url;
+  }
+  function refresh() {
+    if (!page.live || document.hidden) { return; }
+    polls += 1;
+    var own = versions[cfg.level + "\u0000" + cfg.area] !== undefined;  /* else a 404 until its first */
+    if (own) { get(api(encodeURIComponent(cfg.level) + "/" + encodeURIComponent(cfg.area))); }
+    if (polls % 3 === 0) {
+      Object.keys(cfg.children).forEach(function (level) {
+        if (SMALL_LEVELS[level]) { get(api(encodeURIComponent(level))); }
+      });
+    }
+  }
+  function get(url) {
+    fetch(url, { cache: "no-cache" }).then(function (response) {
+      return response.ok ? response.json() : null;
+    }).then(function (data) {
+      if (Array.isArray(data)) { data.forEach(apply); } else if (data) { apply(data); }
+    }).catch(function () { /* the stream's reconnection says so */ });
+  }
+  window.setInterval(refresh, POLL_MS);
+
   /* a stream left open would hold one of the browser's six connections to the server */
   window.addEventListener("pagehide", function () {
     if (source) { source.close(); source = null; }
