@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import urllib.request
 import uuid
+from pathlib import Path
+from typing import Any
 
+import pytest
 import redis
 
 from stream.devstack import services as infra
 from stream.settings import Settings
+
+from .harness import Stack
 
 
 def test_kafka_answers_metadata(services: Settings) -> None:
@@ -72,3 +78,26 @@ def test_kafka_answers_false_on_closed_port() -> None:
         port = sock.getsockname()[1]
     assert not infra.kafka_answers(f"127.0.0.1:{port}", timeout=1)
     assert not infra.redis_answers(f"redis://127.0.0.1:{port}/0", timeout=1)
+
+
+def test_the_demos_serve_is_started_once_and_stopped_by_down(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``soiree demo`` leaves ``soiree serve`` running; ``soiree down`` stops it (and only it here)."""
+    s: Stack = stack("serve-up")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = s.settings.model_copy(update={"serve_port": port, "home": tmp_path})
+    for name, value in {**s.env(), "SOIREE_SERVE_PORT": str(port), "SOIREE_HOME": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    url, started = infra.serve(settings)
+    assert (url, started.state) == (f"http://127.0.0.1:{port}/", "started")
+    with urllib.request.urlopen(url + "healthz", timeout=5) as response:
+        assert response.status == 200
+    _, again = infra.serve(settings)
+    assert again.state == "already running" and "started by soiree" in again.detail
+    stopped = {status.name: status.state for status in infra.down(settings, only=["serve"])}
+    assert stopped == {"serve": "stopped"}
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
