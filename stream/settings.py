@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(65536, ge=256, description="larger bureau results are rejected")
     serve_host: str = Field("127.0.0.1", description="`soiree serve` listens here (0.0.0.0: every interface)")
     serve_port: int = Field(8080, ge=1, le=65535, description="`soiree serve`'s port")
+    worker_metrics_host: str = Field("127.0.0.1", description="where a worker's /metrics listens")
     worker_metrics_port: int = Field(
         9108, ge=0, le=65535, description="a worker's /metrics (the next free one if taken; 0: none)"
     )

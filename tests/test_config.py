@@ -96,7 +96,7 @@ def test_compose_env_differs_from_a_local_run_only_by_the_service_names_and_the_
     differ = {
         name for name in VARIABLES.values() if plain(getattr(local, name)) != plain(getattr(compose, name))
     }
-    assert differ == {"kafka_bootstrap", "redis_url", "serve_host"}
+    assert differ == {"kafka_bootstrap", "redis_url", "serve_host", "worker_metrics_host"}
     assert compose.kafka_bootstrap == "kafka:9092"
     assert compose.serve_host == "0.0.0.0"  # in a container, reachable through its published port
     assert compose.redis_dsn() == "redis://redis:6379/0"

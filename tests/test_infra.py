@@ -92,12 +92,14 @@ def test_the_demos_serve_is_started_once_and_stopped_by_down(
     for name, value in {**s.env(), "SOIREE_SERVE_PORT": str(port), "SOIREE_HOME": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
     url, started = infra.serve(settings)
-    assert (url, started.state) == (f"http://127.0.0.1:{port}/", "started")
-    with urllib.request.urlopen(url + "healthz", timeout=5) as response:
-        assert response.status == 200
-    _, again = infra.serve(settings)
-    assert again.state == "already running" and "started by soiree" in again.detail
-    stopped = {status.name: status.state for status in infra.down(settings, only=["serve"])}
+    try:
+        assert (url, started.state) == (f"http://127.0.0.1:{port}/", "started")
+        with urllib.request.urlopen(url + "healthz", timeout=5) as response:
+            assert response.status == 200
+        _, again = infra.serve(settings)
+        assert again.state == "already running" and "started by soiree" in again.detail
+    finally:
+        stopped = {status.name: status.state for status in infra.down(settings, only=["serve"])}
     assert stopped == {"serve": "stopped"}
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()

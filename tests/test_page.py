@@ -313,7 +313,7 @@ def test_page_shows_the_workers_figures_and_follows_the_stream(stack: Any) -> No
 
 def test_page_waits_for_publish_after_then_fills(stack: Any) -> None:
     s: Stack = stack("embargo")
-    publish_after = (datetime.now(PARIS) + timedelta(seconds=25)).replace(microsecond=0)
+    publish_after = (datetime.now(PARIS) + timedelta(seconds=50)).replace(microsecond=0)  # setup: ~10-20 s
     e = election("embargo", publish_after=publish_after)
     start(s, e, FIRST)  # the engine counts during the embargo
     nation = s.standings(e.election, "nation", "FR")

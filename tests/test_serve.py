@@ -409,7 +409,10 @@ def test_serve_command_restart_resume_and_embargo(stack: Any, tmp_path: Path) ->
         )
         deadline = time.monotonic() + 60
         while f"http://127.0.0.1:{port}/" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()  # never left behind
+                process.wait(timeout=10)
+                raise AssertionError(f"serve did not start: {log.read_text()}")
             time.sleep(0.2)
         return process
 

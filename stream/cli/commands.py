@@ -206,7 +206,9 @@ def worker(
 
     wanted = settings.worker_metrics_port
     try:
-        served = serve_metrics(wanted)  # in a thread of its own: Faust's web server stays off
+        served = serve_metrics(
+            wanted, settings.worker_metrics_host
+        )  # a thread of its own: Faust's web server stays off
     except OSError as exc:  # a port it may not use (below 1024): a setting to correct
         fail(f"cannot serve metrics on port {wanted} (SOIREE_WORKER_METRICS_PORT): {exc}")
     if served is not None:

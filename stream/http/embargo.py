@@ -80,6 +80,7 @@ def add_operator(path: Path, name: str, replace: bool = False) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover temporary file keeps its mode through O_CREAT
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
     os.replace(temporary, path)

@@ -479,6 +479,20 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+#: Levels few enough nationwide (at most a few hundred areas) for a page to follow all of them:
+#: an event stream's level filter is national, and a department page must not receive the
+#: snapshot and the events of every commune in France.
+_FOLLOWED_NATIONWIDE = ("nation", "region", "department", "circonscription")
+
+
+def _stream_of(level: str, area: str, children: list[str]) -> dict[str, Any]:
+    """What a page's event stream asks for: its level and its children's when they are few
+    nationwide; a commune or bureau page only its own area (its children's tables are as served)."""
+    if level not in _FOLLOWED_NATIONWIDE:
+        return {"levels": [level], "area": area}
+    return {"levels": [level, *(child for child in children if child in _FOLLOWED_NATIONWIDE)], "area": None}
+
+
 def _publish_after(election: Election) -> datetime | None:
     return election.publish_after
 
@@ -526,6 +540,7 @@ async def _render(
         "colours": colours,
         "children": {child: areas for child, areas in children.items()},
         "levels": [level, *children],
+        "stream": _stream_of(level, area, list(children)),
         "publish_after": publish_after.isoformat() if publish_after else None,
         "embargoed": embargoed,
         "token": token,

@@ -118,7 +118,9 @@ CONSUMER_LAG = Gauge(
 
 
 # -- the server ------------------------------------------------------------------------
-def serve_metrics(port: int, host: str = "0.0.0.0", attempts: int = PORT_ATTEMPTS) -> tuple[int, Any] | None:
+def serve_metrics(
+    port: int, host: str = "127.0.0.1", attempts: int = PORT_ATTEMPTS
+) -> tuple[int, Any] | None:
     """Serve ``/metrics`` on ``port``, or the first free one of the next ``attempts - 1``.
 
     Returns the port and the server (``server.shutdown()`` stops it), or None: ``port`` is 0

@@ -330,7 +330,8 @@
 
   function openStream() {
     if (source) { source.close(); }
-    var query = "level=" + encodeURIComponent(cfg.levels.join(","));
+    var query = "level=" + encodeURIComponent(cfg.stream.levels.join(","));
+    if (cfg.stream.area) { query += "&area=" + encodeURIComponent(cfg.stream.area); }
     if (cfg.token) { query += "&token=" + encodeURIComponent(cfg.token); }
     var opened = false;
     source = new EventSource("/api/elections/" + encodeURIComponent(cfg.election) + "/events?" + query);
