@@ -1,9 +1,9 @@
 """``GET /api/elections/{id}/events``: the night as Server-Sent Events, resumable exactly.
 
-One ``Hub`` per process reads the updates topic (every partition, from the end, no consumer
-group) and keeps the last ``settings.sse_buffer`` events in a ring with their partition and
-offset; each client's task reads the ring at its own pace, so a slow client never holds the
-others back (one that falls off the ring is disconnected, and resumes).
+The process's ``Hub`` (``stream.http.hub``) reads the updates topic and keeps the last
+``settings.sse_buffer`` events in a ring; each client's task reads the ring at its own pace, so a
+slow client never holds the others back (one that falls off the ring is disconnected, and
+resumes).
 
 An event's ``id`` is the vector of next offsets of every partition after it, ``0-123.1-456.2-7``:
 a client resuming from it (``Last-Event-ID`` header, or ``?last_event_id=``) gets exactly the
@@ -13,6 +13,13 @@ catch-up reader of its own reads Kafka from them until the ring covers where it 
 client joins the ring there: nothing lost, nothing repeated. Ids of another process are as good
 as this one's: they name Kafka offsets, not anything of the process.
 
+Live, a client is *in step* with the hub once nothing lies between its position and the hub's
+but records that are no events: then each of its events' ids is the hub's own, computed once
+with the event's frame, and it shares with every client of the same filter the bytes the hub
+builds once per wake-up (O(events + clients), not O(events × clients)). A client starts in step
+(after its snapshot) or gets there by reading the ring entry by entry with a position of its own
+(after a resume or a catch-up), which takes it one pass over the ring.
+
 A stream opened without an id starts with one ``snapshot`` event per area asked (the Standings
 from Redis), all with the hub's current vector as id, then the live ``update`` events.
 """
@@ -20,22 +27,32 @@ from Redis), all with the hub's current vector as id, then the live ``update`` e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 
-from stream.adapters.kafka.positions import Record, TopicReader
+from stream.adapters.kafka.positions import TopicReader
 from stream.http.api import READER, SETTINGS, Definition, definition_or_404
 from stream.http.embargo import check_access
 from stream.http.errors import STREAMING, json_error
-from stream.http.metrics import METRICS, ServeMetrics
-from stream.settings import LEVELS, Settings
+from stream.http.hub import (
+    HUB,
+    Entry,
+    FellBehind,
+    Filter,
+    Hub,
+    Position,
+    decode_position,
+    encode_position,
+    entry_of,
+    update_frame,
+)
+from stream.http.metrics import METRICS
+from stream.settings import LEVELS
 
-__all__ = ["setup", "Hub", "HUB", "encode_position", "decode_position", "HEARTBEAT"]
+__all__ = ["setup", "Hub", "HUB", "Stream", "encode_position", "decode_position", "HEARTBEAT"]
 
 log = logging.getLogger("stream.http")
 
@@ -44,189 +61,20 @@ HEARTBEAT = 15.0
 #: Seconds a write to a client may take before the client counts as gone.
 WRITE_TIMEOUT = 10.0
 
-Position = dict[int, int]
-
-
-def encode_position(position: Position) -> str:
-    return ".".join(f"{partition}-{offset}" for partition, offset in sorted(position.items()))
-
-
-def decode_position(text: str) -> Position:
-    """``0-123.1-456`` -> {0: 123, 1: 456}; ValueError when it is not one."""
-    position: Position = {}
-    for part in text.strip().split("."):
-        partition, _, offset = part.partition("-")
-        if not partition.isdigit() or not offset.isdigit():
-            raise ValueError(f"not an event id: {text[:80]!r}")
-        position[int(partition)] = int(offset)
-    return position
-
-
-@dataclass(slots=True, frozen=True)
-class Entry:
-    partition: int
-    offset: int
-    election: str
-    level: str
-    area: str
-    raw: bytes
-
-
-def _entry(record: Record) -> Entry | None:
-    try:
-        event = orjson.loads(record.value)
-        return Entry(
-            record.partition,
-            record.offset,
-            str(event["election"]),
-            str(event["level"]),
-            str(event["area"]),
-            record.value,
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None  # not an UpdateEvent: never sent, by the hub or by a catch-up
-
-
-class FellBehind(Exception):
-    """A client's next event left the ring before it was sent."""
-
-
-class Hub:
-    """The process's one reader of the updates topic (and of the rejected one, for the metrics)."""
-
-    def __init__(self, settings: Settings, metrics: ServeMetrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.capacity = settings.sse_buffer
-        self._ring: list[Entry | None] = [None] * self.capacity
-        self.next_seq = 0  # ring sequence of the next entry
-        self.position: Position = {}  # next offset by partition after everything read
-        self.base: Position = {}  # the ring holds every event at or after these offsets
-        self._wake = asyncio.Event()
-        self.closed = False
-        self._reader: TopicReader | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        reader = TopicReader(self.settings)
-        await reader.start({self.settings.updates_topic: None, self.settings.rejected_topic: None})
-        self._reader = reader
-        self.position = await reader.positions(self.settings.updates_topic)
-        self.base = dict(self.position)
-        self._task = asyncio.create_task(self._run(), name="soiree-sse-hub")
-
-    async def stop(self) -> None:
-        self.closed = True
-        self._notify()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._reader is not None:
-            await self._reader.stop()
-
-    async def _run(self) -> None:
-        reader = self._reader
-        if reader is None:
-            raise RuntimeError("the hub reads only once started")
-        while True:
-            try:
-                records = await reader.read(1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001  # aiokafka reconnects; keep reading
-                log.exception("the event hub could not read Kafka; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            if records:
-                self.add(records)
-
-    def add(self, records: Iterable[Record]) -> None:
-        added = False
-        for record in records:
-            if record.topic == self.settings.rejected_topic:
-                self._count_rejection(record.value)
-                continue
-            self.position[record.partition] = record.offset + 1
-            entry = _entry(record)
-            if entry is None:
-                continue
-            self._count_event(record.value)
-            slot = self.next_seq % self.capacity
-            old = self._ring[slot]
-            if old is not None:
-                self.base[old.partition] = old.offset + 1
-            self._ring[slot] = entry
-            self.next_seq += 1
-            added = True
-        if added:
-            self._notify()
-
-    def _count_event(self, raw: bytes) -> None:
-        event = orjson.loads(raw)
-        self.metrics.event(str(event.get("kind")), str(event.get("level")))
-
-    def _count_rejection(self, raw: bytes) -> None:
-        try:
-            reason = str(orjson.loads(raw).get("reason", ""))
-        except (orjson.JSONDecodeError, AttributeError):
-            reason = "unreadable dead letter"
-        self.metrics.rejection(reason)
-
-    def _notify(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
-
-    @property
-    def first_seq(self) -> int:
-        return max(0, self.next_seq - self.capacity)
-
-    def covers(self, position: Position) -> bool:
-        """Whether every event at or after ``position`` that Kafka has is in the ring (or to come)."""
-        return all(position.get(partition, 0) >= offset for partition, offset in self.base.items())
-
-    def since(self, seq: int) -> list[Entry]:
-        if seq < self.first_seq:
-            raise FellBehind
-        return [self._ring[s % self.capacity] for s in range(seq, self.next_seq)]  # type: ignore[misc]
-
-    async def wait(self, seq: int, timeout: float) -> None:
-        """Until an entry at or after ``seq`` exists, the hub closes, or ``timeout`` passes."""
-        if self.next_seq > seq or self.closed:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-
-
-HUB = web.AppKey("sse_hub", Hub)
-
-
-@dataclass(slots=True)
-class Filter:
-    election: str
-    levels: frozenset[str] | None
-    area: str | None
-
-    def matches(self, entry: Entry) -> bool:
-        return (
-            entry.election == self.election
-            and (self.levels is None or entry.level in self.levels)
-            and (self.area is None or entry.area == self.area)
-        )
-
-
-def _update(entry: Entry, position: Position) -> bytes:
-    return b"id: " + encode_position(position).encode() + b"\nevent: update\ndata: " + entry.raw + b"\n\n"
-
 
 class Stream:
+    """One client's event stream: ``catch_up`` from Kafka when the ring does not cover where it
+    resumes, then ``live`` from the ring."""
+
     def __init__(self, request: web.Request, response: web.StreamResponse, wanted: Filter) -> None:
         self.request = request
         self.response = response
         self.wanted = wanted
+        self.in_step = False  # reading the hub's shared chunks (see ``live``)
 
     async def write(self, chunk: bytes) -> None:
-        await asyncio.wait_for(self.response.write(chunk), WRITE_TIMEOUT)
+        async with asyncio.timeout(WRITE_TIMEOUT):  # a timer, not a task per write as wait_for
+            await self.response.write(chunk)
 
     def take(self, entries: Iterable[Entry], position: Position) -> bytes:
         """The SSE text of the entries not yet sent (``position`` advances past each)."""
@@ -236,7 +84,7 @@ class Stream:
                 continue  # sent already (before a resume, or by the catch-up)
             position[entry.partition] = entry.offset + 1
             if self.wanted.matches(entry):
-                out.append(_update(entry, position))
+                out.append(update_frame(encode_position(position), entry.raw))
         return b"".join(out)
 
     async def catch_up(self, hub: Hub, position: Position) -> None:
@@ -249,10 +97,13 @@ class Stream:
                 position[partition] = max(position.get(partition, 0), first)  # older ones are gone
             while not hub.covers(position) and not hub.closed:
                 records = await reader.read(0.5)
-                entries = [entry for entry in map(_entry, records) if entry is not None]
-                for record in records:  # an unreadable record is skipped, not waited for
-                    if record.offset >= position.get(record.partition, 0) and _entry(record) is None:
-                        position[record.partition] = record.offset + 1
+                entries = []
+                for record in records:
+                    entry = entry_of(record)
+                    if entry is not None:
+                        entries.append(entry)
+                    elif record.offset >= position.get(record.partition, 0):
+                        position[record.partition] = record.offset + 1  # skipped, not waited for
                 chunk = self.take(entries, position)
                 if chunk:
                     await self.write(chunk)
@@ -262,20 +113,32 @@ class Stream:
             await reader.stop()
 
     async def live(self, hub: Hub, position: Position, seq: int) -> None:
+        """The ring from sequence ``seq`` on, for a client that has every event before ``position``
+        (and the ring covers ``position``).
+
+        Until it is in step, the client reads each entry with ``take`` and ids of its own. Having
+        read the ring up to its end, every event before the hub's position is either sent or
+        before its own position; so when its position is at or before the hub's on every
+        partition, what lies between is no event, the next events' ids can be the hub's (a resume
+        from them loses and repeats nothing), and it skips none of them: it is in step, and takes
+        the hub's shared chunks from then on. A stream after its snapshot starts in step; a resumed
+        one after one pass over the ring, unless its id is ahead of this hub (another process's),
+        until the hub has read that far.
+        """
         while not hub.closed:
             try:
-                entries = hub.since(seq)
+                if self.in_step:
+                    chunk = hub.chunk(self.wanted, seq)
+                else:
+                    chunk = self.take(hub.since(seq), position)
+                    self.in_step = hub.not_after(position)
             except FellBehind:
                 log.info("an event-stream client fell %d events behind: disconnected", hub.next_seq - seq)
                 return
-            if entries:
-                seq += len(entries)
-                chunk = self.take(entries, position)
-                if chunk:
-                    await self.write(chunk)
-                continue
-            await hub.wait(seq, HEARTBEAT)
-            if hub.next_seq == seq and not hub.closed:
+            seq = hub.next_seq
+            if chunk:
+                await self.write(chunk)
+            elif not await hub.wait(seq, HEARTBEAT, self.wanted if self.in_step else None):
                 await self.write(b": heartbeat\n\n")
 
 
