@@ -45,10 +45,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
 
-EXPECTED_SERVICES = ("kafka", "redis", "worker", "replay", "tail")
-SOIREE_SERVICES = ("worker", "replay", "tail")
+EXPECTED_SERVICES = ("kafka", "redis", "worker", "replay", "tail", "serve")
+SOIREE_SERVICES = ("worker", "replay", "tail", "serve")
 #: CLI commands that talk to Redis (they must wait for it); every command talks to Kafka.
-REDIS_COMMANDS = frozenset({"worker", "replay", "ingest", "results", "election", "demo"})
+REDIS_COMMANDS = frozenset({"worker", "replay", "ingest", "results", "election", "demo", "serve"})
 CONDITIONS = frozenset({"service_started", "service_healthy", "service_completed_successfully"})
 #: Hosts that mean "the machine running Docker", not a container on the compose network.
 HOST_SIDE = frozenset({"localhost", "127.0.0.1", "::1", "host.docker.internal"})
