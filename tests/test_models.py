@@ -607,6 +607,8 @@ def test_election_is_frozen_and_cached_properties_stay_out_of_its_data() -> None
         "compare_to",
         "round",
         "qualify",
+        "publish_after",
+        "rehearsal",
     }
     assert election == Election.model_validate_json(election.model_dump_json())
 
@@ -660,3 +662,12 @@ def test_update_event_and_standings_schemas_have_the_product_fields() -> None:
         "bureaux_total",
     } <= set(standings["properties"])
     assert orjson.loads(orjson.dumps(standings)) == standings
+
+
+def test_publish_after_needs_its_time_zone() -> None:
+    """20:00 in Paris is not 20:00 in Nouméa: an embargo without a zone is refused."""
+    with_zone = Election.model_validate({**ELECTION_DEF, "publish_after": "2017-05-07T20:00:00+02:00"})
+    assert with_zone.publish_after is not None and with_zone.publish_after.utcoffset() is not None
+    with pytest.raises(ValidationError, match="timezone"):
+        Election.model_validate({**ELECTION_DEF, "publish_after": "2017-05-07T20:00:00"})
+    assert Election.model_validate(ELECTION_DEF).rehearsal is False
