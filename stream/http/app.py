@@ -22,7 +22,6 @@ def create_web_app(settings: Settings) -> web.Application:
     On startup it connects to Redis and starts the event hub (which reads Kafka); run it with
     ``access_log_class=SafeAccessLogger`` so that no operator token reaches the access log."""
     app = web.Application(middlewares=[error_middleware])
-    app["settings"] = settings
     app[SETTINGS] = settings
     metrics = app[METRICS] = ServeMetrics()
     reader = app[READER] = RedisReader(settings.redis_dsn())

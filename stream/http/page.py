@@ -35,6 +35,7 @@ from aiohttp import web
 from stream.adapters.redis.keys import ELECTIONS, election_key, results_key
 from stream.domain.messages import NATION, Election
 from stream.domain.regions import REGION_NAMES, region_of
+from stream.http.api import SETTINGS
 from stream.settings import Settings
 
 __all__ = ["setup", "UI", "OVERSEAS", "STATIC_DIR", "choose_language", "children_of"]
@@ -425,7 +426,7 @@ STATE = web.AppKey("page_state", PageState)
 
 def setup(app: web.Application) -> None:
     """Add the page's routes to the service: ``/``, ``/e/{election}/{level}/{area}``, ``/static/``."""
-    settings: Settings = app["settings"]
+    settings = app[SETTINGS]
 
     async def start(app: web.Application) -> None:
         app[STATE] = PageState(settings)
