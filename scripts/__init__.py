@@ -1,0 +1,1 @@
+"""Maintenance scripts (run from the checkout's root with ``python -m scripts.<name>``)."""
