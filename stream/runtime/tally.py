@@ -73,7 +73,8 @@ class Tallier:
         #: in-memory departments and circonscriptions, with their communes' totals or their
         #: bureaux' reports (``_derived``)
         self.derived: dict[bytes, AreaState] = {}
-        #: communes' and the nation's states exactly as last written, most recent last (``_hold``)
+        #: communes', regions' and the nation's states (and reference elections' communes, for
+        #: ``_compare``) exactly as last written, most recent last (``_hold``)
         self.held: OrderedDict[bytes, AreaState] = OrderedDict()
         #: bumped whenever held states are dropped: a chunk that ran meanwhile must not hold its own
         self.held_generation = 0
