@@ -6,6 +6,7 @@ Everything here is pure: no Kafka, no Redis. ``parse_result`` turns raw bytes in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cached_property
@@ -49,6 +50,7 @@ __all__ = [
     "TURNOUT_HOURS",
     "describe_payload",
     "make_rejection",
+    "reason_kind",
 ]
 
 #: No bureau counts more than this many ballots; bigger numbers are data-entry errors.
@@ -200,6 +202,14 @@ class Election(BaseModel):
         for entry in self.bureaux:
             found.setdefault(entry.department, {})[entry.commune] = None
         return {department: list(communes) for department, communes in found.items()}
+
+    @cached_property
+    def registered_of_commune(self) -> dict[str, int]:
+        """Registered voters per commune (a commune's turnout report is checked against it)."""
+        totals: dict[str, int] = {}
+        for entry in self.bureaux:
+            totals[entry.commune] = totals.get(entry.commune, 0) + entry.registered
+        return totals
 
     @cached_property
     def roll_by_commune(self) -> dict[str, str]:
@@ -439,6 +449,9 @@ class KnownElection(Protocol):
     @property
     def roll(self) -> Mapping[str, Any]: ...
 
+    @property
+    def registered_of_commune(self) -> Mapping[str, int]: ...
+
 
 class ElectionLookup(Protocol):
     def get(self, election_id: str, /) -> KnownElection | None: ...
@@ -474,12 +487,7 @@ def validate_result(raw: bytes | str, elections: ElectionLookup, max_bytes: int 
     return result
 
 
-def validate_turnout(
-    raw: bytes | str,
-    elections: ElectionLookup,
-    registered_of_commune: Mapping[str, int] | None = None,
-    max_bytes: int = 65536,
-) -> TurnoutReport:
+def validate_turnout(raw: bytes | str, elections: ElectionLookup, max_bytes: int = 65536) -> TurnoutReport:
     """``parse_turnout`` and the roll's rules: the election exists, the bureau or commune is in
     its roll, and no more voters than its registered."""
     report = parse_turnout(raw, max_bytes)
@@ -493,10 +501,10 @@ def validate_turnout(
             raise InvalidResult(f"{where}: not in the roll of election {report.election}")
         registered = entry.registered
     else:
-        known = registered_of_commune or {}
-        if report.place not in known:
+        known = election.registered_of_commune.get(report.place)
+        if known is None:
             raise InvalidResult(f"{where}: not in the roll of election {report.election}")
-        registered = known[report.place]
+        registered = known
     if report.voters > registered:
         raise InvalidResult(
             f"{where}: voters = {report.voters} at {report.at_hour} exceeds the roll's "
@@ -527,3 +535,22 @@ def make_rejection(raw: bytes, reason: str, **where: Any) -> Rejection:
         at=datetime.now(UTC),
         **where,
     )
+
+
+_PLACE = re.compile(r"^(?:bureau|commune) [^\s:]+: ")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_ASIDE = re.compile(r" \(.*", re.DOTALL)
+_NAMES = re.compile(r"^(unknown candidates?) .*", re.DOTALL)
+_NUMBER = re.compile(r"\d+")
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection's reason without what the input put in it, for metrics labels:
+    ``bureau 42218-0001: voters = 641 exceeds the roll's registered = 640`` ->
+    ``voters = # exceeds the roll's registered = #``; quoted values, asides in parentheses and
+    names of unknown candidates go too."""
+    text = _PLACE.sub("", reason, count=1)
+    text = _QUOTED.sub("'…'", text)
+    text = _ASIDE.sub("", text)
+    text = _NAMES.sub(r"\1", text)
+    return _NUMBER.sub("#", text)[:80]

@@ -7,25 +7,16 @@ clients, and what the hub sees go by on the topics: events by kind and level, re
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from stream.domain.messages import reason_kind
 
 __all__ = ["ServeMetrics", "METRICS", "reason_kind", "CONTENT_TYPE_LATEST"]
 
 #: Distinct rejection reasons kept as labels; later new ones count as "other".
 MAX_REASONS = 50
-
-
-def reason_kind(reason: str) -> str:
-    """A rejection reason without what varies from one report to the next (ids, numbers, quoted
-    values): 'bureau 42218-0001: voters = 5 exceeds …' -> 'voters = # exceeds …'."""
-    text = reason.split(": ", 1)[1] if reason.startswith("bureau ") and ": " in reason else reason
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "…", text)
-    text = re.sub(r"\(got .*?\)", "", text)
-    return "".join("#" if ch.isdigit() else ch for ch in text).strip()[:60]
 
 
 class ServeMetrics:
@@ -65,7 +56,7 @@ class ServeMetrics:
             self.accepted.inc()
 
     def rejection(self, reason: str) -> None:
-        kind = reason_kind(reason) or "unknown"
+        kind = reason_kind(reason) or "unknown"  # the workers' labels, the same normalization
         if kind not in self._reasons:
             if len(self._reasons) >= MAX_REASONS:
                 kind = "other"

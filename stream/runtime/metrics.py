@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +33,7 @@ from prometheus_client import (
 from prometheus_client.exposition import start_http_server
 from redis.exceptions import RedisError
 
+from stream.domain import messages
 from stream.errors import ElectionsUnavailable
 
 __all__ = [
@@ -145,24 +145,12 @@ def serve_metrics(
 
 
 # -- counting ----------------------------------------------------------------------------
-_PLACE = re.compile(r"^(?:bureau|commune) [^\s:]+: ")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_ASIDE = re.compile(r" \(.*", re.DOTALL)
-_NAMES = re.compile(r"^(unknown candidates?) .*", re.DOTALL)
-_NUMBER = re.compile(r"\d+")
 _reasons: set[str] = set()
 
 
 def reason_kind(reason: str) -> str:
-    """A rejection's reason without what the input put in it (as ``soiree ingest`` groups them):
-    ``bureau 42218-0001: voters = 641 exceeds the roll's registered = 640`` ->
-    ``voters = # exceeds the roll's registered = #``; quoted values, asides in parentheses and
-    names of unknown candidates go too. After ``MAX_REASONS`` kinds, ``other``."""
-    text = _PLACE.sub("", reason, count=1)
-    text = _QUOTED.sub("'…'", text)
-    text = _ASIDE.sub("", text)
-    text = _NAMES.sub(r"\1", text)
-    text = _NUMBER.sub("#", text)[:80]
+    """``messages.reason_kind``, and after ``MAX_REASONS`` kinds, ``other``."""
+    text = messages.reason_kind(reason)
     if text not in _reasons:
         if len(_reasons) >= MAX_REASONS:
             return "other"

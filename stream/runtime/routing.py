@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from faust.types import ProducerT
 
 from stream.adapters.redis.elections import ElectionCache
@@ -90,18 +89,14 @@ class Router:
     def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any]]:
         """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally
         holds only ``turnout_at = {hour: [registered, voters]}`` (and its time)."""
-        election_id = _election_of(record.value)
-        election = self.elections.get(election_id) if election_id else None
-        registered_of_commune = election.registered_of_commune if election is not None else None
-        report = validate_turnout(
-            record.value or b"", self.elections, registered_of_commune, self.max_message_bytes
-        )
+        report = validate_turnout(record.value or b"", self.elections, self.max_message_bytes)
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         if key != report.place:
             raise InvalidResult(
                 f"{'bureau' if report.bureau else 'commune'} {report.place}: message key {key!r} must be "
                 f"the {'bureau' if report.bureau else 'commune'} id (a place's reports share a partition)"
             )
+        election = self.elections.get(report.election)
         if election is None:  # validate_turnout found it: a bug, dead-lettered as such by _route
             raise RuntimeError(f"election {report.election!r} validated but not found")
         if report.bureau is not None:
@@ -120,13 +115,3 @@ class Router:
             report.bureau,
         ]
         return report.election, election.roll_by_commune[commune], row
-
-
-def _election_of(raw: bytes | None) -> str | None:
-    """The election a payload names, if it is readable at all (validation says what is wrong)."""
-    try:
-        data = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError:
-        return None
-    election = data.get("election") if isinstance(data, dict) else None
-    return election if isinstance(election, str) else None

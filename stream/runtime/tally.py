@@ -281,9 +281,15 @@ class Tallier:
         derived: dict[bytes, TouchedArea] = {}
         for row in message["c"]:
             child, seq, tally_json = row[0], row[1], row[2]
-            bureau = row[4] if len(row) > 3 else child  # the bureau whose standings it changes, if any
-            commune = tx.get(election, "commune", row[3] if len(row) > 3 else roll[child].commune, event)
-            if len(row) > 3 and (conflict := self._mixed_turnout(commune.state, row)):
+            turnout = len(row) > 3
+            if turnout:  # the bureau whose standings it changes, if any (None: a commune's report)
+                commune_id, bureau = row[3], row[4]
+                circonscription = self._circonscription_of(election, child)
+            else:
+                placement = roll[child]
+                commune_id, bureau, circonscription = placement.commune, child, placement.circonscription
+            commune = tx.get(election, "commune", commune_id, event)
+            if turnout and (conflict := self._mixed_turnout(commune.state, row)):
                 place, report = report_of_row(election.election, row)
                 reason = f"{'bureau' if row[4] else 'commune'} {place}: {conflict}"
                 self.dead_letters.reject(
@@ -298,7 +304,6 @@ class Tallier:
                 commune.changed = True
                 commune.state.version = offset
                 commune.cause = cause = {"bureau": child, "seq": seq}
-                circonscription = self._circonscription_of(election, child)
                 if circonscription is not None:
                     circ = self._derived(tx, election, "circonscription", circonscription, event)
                     if circ.state.apply(child, seq, tally):
@@ -306,7 +311,7 @@ class Tallier:
                         circ.state.version = max(circ.state.version, offset)
                         circ.cause = cause
                     derived[circ.key] = circ
-                if bureau is not None and bureau == child:
+                if not turnout:
                     self._announce_bureau(tx, commune, bureau, corrected, cause, at)
                 elif bureau is not None and bureau in commune.state.children:  # its turnout_at
                     view_key, standings = bureau_standings(election, bureau, commune.state)

@@ -67,14 +67,8 @@ def check_line(raw: bytes, election: Election, max_bytes: int) -> dict[str, Any]
 
 def check_turnout_line(raw: bytes, election: Election, max_bytes: int) -> dict[str, Any]:
     """One input line as a turnout report dict for ``election`` (the election id may be omitted)."""
-    registered_of_commune = {
-        area: registered for (level, area), (_, _, registered) in election.areas.items() if level == "commune"
-    }
     report = validate_turnout(
-        _with_election(raw, election.election),
-        {election.election: election},
-        registered_of_commune,
-        max_bytes,
+        _with_election(raw, election.election), {election.election: election}, max_bytes
     )
     return report.model_dump(mode="json", exclude_none=True)
 
