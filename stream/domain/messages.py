@@ -31,6 +31,12 @@ __all__ = [
     "MAX_COUNT",
     "Level",
     "Candidate",
+    "Race",
+    "RaceArea",
+    "RuleName",
+    "ReportStatus",
+    "STATUSES",
+    "check_races",
     "RollEntry",
     "Election",
     "BureauResult",
@@ -69,6 +75,38 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^|]+$
 class Candidate(BaseModel):
     id: Identifier
     name: str
+    party: Identifier | None = Field(None, description="the nuance (REM, LR…); required in races")
+
+
+RuleName = Literal["legislative", "presidential", "plurality"]
+#: Levels a race may cover: a race's area holds whole bureaux of one department or less.
+RaceLevel = Literal["commune", "circonscription", "department"]
+
+
+class RaceArea(BaseModel):
+    level: RaceLevel
+    id: Identifier
+
+
+class Race(BaseModel):
+    """One race of an election (a circonscription of the législatives, a commune of the
+    municipales): its own candidates, its seats and the rules that elect them."""
+
+    race: Identifier
+    name: str
+    area: RaceArea
+    seats: Annotated[int, Field(ge=1)] = 1
+    rules: RuleName
+    candidates: list[Candidate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _rules_fit(self) -> Race:
+        if self.rules != "plurality" and self.seats != 1:
+            raise ValueError(f"race {self.race}: {self.rules} rules elect one seat, not {self.seats}")
+        for candidate in self.candidates:
+            if candidate.party is None:
+                raise ValueError(f"race {self.race}: candidate {candidate.id} has no party")
+        return self
 
 
 class RollEntry(BaseModel):
@@ -84,6 +122,9 @@ class RollEntry(BaseModel):
     )
     circonscription_name: str = ""
     registered: Count
+    race: Identifier | None = Field(
+        None, description="the race the bureau votes in, when the election has races"
+    )
 
     @model_validator(mode="after")
     def _commune_in_department(self) -> RollEntry:
@@ -107,8 +148,13 @@ class Election(BaseModel):
 
     election: Identifier
     name: str
-    candidates: list[Candidate] = Field(min_length=1)
+    candidates: list[Candidate] = Field(
+        default_factory=list, description="the one race's candidates; empty when the election has races"
+    )
     bureaux: list[RollEntry] = Field(min_length=1)
+    races: list[Race] | None = Field(
+        None, description="races with their own candidates; each bureau names its race"
+    )
     compare_to: Identifier | None = Field(
         None, description="an election whose roll shares bureau ids: standings gain reference and change"
     )
@@ -125,13 +171,23 @@ class Election(BaseModel):
     def _unique_ids(self) -> Election:
         if self.compare_to == self.election:
             raise ValueError(f"election {self.election}: compare_to names the election itself")
+        if self.races is None:
+            if not self.candidates:
+                raise ValueError(f"election {self.election}: no candidates (and no races)")
+            placed = [entry.bureau for entry in self.bureaux if entry.race is not None]
+            if placed:
+                raise ValueError(
+                    f"election {self.election}: bureau {placed[0]} names a race, the election has none"
+                )
+        else:
+            check_races(self)
         if self.qualify is not None and self.qualify >= len(self.candidates):
             raise ValueError(
                 f"election {self.election}: qualify = {self.qualify} needs more than "
                 f"{self.qualify} candidates"
             )
         for what, ids in (
-            ("candidate", [c.id for c in self.candidates]),
+            ("candidate", self.candidate_list),
             ("bureau", [b.bureau for b in self.bureaux]),
         ):
             seen: set[str] = set()
@@ -151,11 +207,21 @@ class Election(BaseModel):
 
     @cached_property
     def candidate_list(self) -> list[str]:
-        return [c.id for c in self.candidates]
+        """Every candidate id: the one race's, or every race's in race order."""
+        if self.races is None:
+            return [c.id for c in self.candidates]
+        return [c.id for race in self.races for c in race.candidates]
 
     @cached_property
     def candidate_ids(self) -> frozenset[str]:
-        return frozenset(c.id for c in self.candidates)
+        return frozenset(self.candidate_list)
+
+    @cached_property
+    def race_candidates(self) -> dict[str | None, frozenset[str]]:
+        """The candidates a bureau's report may name, by its race (None: the single race)."""
+        if self.races is None:
+            return {None: self.candidate_ids}
+        return {race.race: frozenset(c.id for c in race.candidates) for race in self.races}
 
     @cached_property
     def areas(self) -> dict[tuple[str, str], tuple[str, int, int]]:
@@ -216,6 +282,71 @@ class Election(BaseModel):
         return {entry.commune: entry.department for entry in self.bureaux}
 
 
+def check_races(election: Election) -> None:
+    """A definition with races: unique race ids, candidate ids unique across races and apart
+    from party names, every bureau in exactly one race and inside its area, and every bureau of
+    a race's area in that race (so a race's area shows only its candidates)."""
+    races = election.races or []
+    name = election.election
+    if election.candidates:
+        raise ValueError(
+            f"election {name}: with races, candidates belong to the races "
+            "(top-level candidates must be empty)"
+        )
+    if election.qualify is not None:
+        raise ValueError(f"election {name}: qualify is for a single race; races have their rules")
+    by_id: dict[str, Race] = {}
+    area_race: dict[tuple[str, str], str] = {}
+    for declared in races:
+        if by_id.setdefault(declared.race, declared) is not declared:
+            raise ValueError(f"election {name}: race {declared.race!r} appears twice")
+        covered: tuple[str, str] = (declared.area.level, declared.area.id)
+        if covered in area_race:
+            raise ValueError(
+                f"election {name}: races {area_race[covered]} and {declared.race} cover the same "
+                f"{covered[0]} {covered[1]}"
+            )
+        area_race[covered] = declared.race
+    parties = {c.party or "" for race in races for c in race.candidates}
+    clash = sorted(parties & {c.id for race in races for c in race.candidates})
+    if clash:
+        raise ValueError(f"election {name}: {clash[0]!r} is both a party and a candidate id")
+    bureaux_of_race: dict[str, int] = {}
+    for entry in election.bureaux:
+        if entry.race is None:
+            raise ValueError(f"election {name}: bureau {entry.bureau} names no race (the election has races)")
+        race = by_id.get(entry.race)
+        if race is None:
+            raise ValueError(f"election {name}: bureau {entry.bureau} names unknown race {entry.race!r}")
+        where = {
+            "commune": entry.commune,
+            "circonscription": entry.circonscription,
+            "department": entry.department,
+        }
+        if where[race.area.level] != race.area.id:
+            raise ValueError(
+                f"election {name}: bureau {entry.bureau} is in race {race.race} but not in its area "
+                f"({race.area.level} {race.area.id}; "
+                f"the bureau's {race.area.level} is {where[race.area.level]})"
+            )
+        for level, place in where.items():
+            other = area_race.get((level, place)) if place is not None else None
+            if other is not None and other != entry.race:
+                raise ValueError(
+                    f"election {name}: bureau {entry.bureau} is in {level} {place}, "
+                    f"the area of race {other}, but names race {entry.race}"
+                )
+        bureaux_of_race[entry.race] = bureaux_of_race.get(entry.race, 0) + 1
+    empty = [race.race for race in races if race.race not in bureaux_of_race]
+    if empty:
+        raise ValueError(f"election {name}: race {empty[0]} has no bureau")
+
+
+ReportStatus = Literal["provisional", "definitive", "annulled"]
+#: A report's status, in the order ``bureaux_by_status`` lists them.
+STATUSES: tuple[ReportStatus, ...] = ("provisional", "definitive", "annulled")
+
+
 class BureauResult(BaseModel):
     """A bureau's count. Rules that need no roll are enforced here; the rest in ``check_against_election``."""
 
@@ -230,6 +361,9 @@ class BureauResult(BaseModel):
     blank: Count
     invalid: Count
     votes: dict[Identifier, Count]
+    status: ReportStatus = Field(
+        "provisional", description="definitive once proclaimed; annulled: counted nowhere, shown as annulled"
+    )
 
     @model_validator(mode="after")
     def _ballots_add_up(self) -> BureauResult:
@@ -370,6 +504,9 @@ class Rejection(BaseModel):
     payload_truncated: bool = Field(
         False, description=f"payload cut to its first {MAX_REJECTED_PAYLOAD} characters"
     )
+    applied: str | None = Field(
+        None, description="a conflict: the report already applied with the same seq (JSON text)"
+    )
     key: str | None = None
     topic: str | None = None
     partition: int | None = None
@@ -444,7 +581,7 @@ class KnownElection(Protocol):
     def election(self) -> str: ...
 
     @property
-    def candidate_ids(self) -> frozenset[str]: ...
+    def race_candidates(self) -> Mapping[str | None, frozenset[str]]: ...
 
     @property
     def roll(self) -> Mapping[str, Any]: ...
@@ -464,11 +601,11 @@ def check_against_election(result: BureauResult, election: KnownElection | None)
     entry = election.roll.get(result.bureau)
     if entry is None:
         raise InvalidResult(f"bureau {result.bureau}: not in the roll of election {result.election}")
-    unknown = sorted(set(result.votes) - election.candidate_ids)
+    unknown = sorted(set(result.votes) - election.race_candidates[entry.race])
     if unknown:
-        raise InvalidResult(
-            f"bureau {result.bureau}: unknown candidate{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
-        )
+        plural = "s" if len(unknown) > 1 else ""
+        race = f" of race {entry.race}" if entry.race is not None else ""
+        raise InvalidResult(f"bureau {result.bureau}: unknown candidate{plural}{race} {', '.join(unknown)}")
     if result.registered is not None and result.registered != entry.registered:
         raise InvalidResult(
             f"bureau {result.bureau}: registered = {result.registered}, the roll says {entry.registered}"

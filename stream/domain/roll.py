@@ -11,10 +11,11 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from stream.domain.messages import LEVELS as _LEVELS
 from stream.domain.messages import NATION
 from stream.domain.regions import REGION_NAMES, region_of
 
-__all__ = ["AreaInfo", "ElectionIndex", "Placement"]
+__all__ = ["AreaInfo", "ElectionIndex", "Placement", "RaceInfo"]
 
 
 class Placement(NamedTuple):
@@ -25,6 +26,19 @@ class Placement(NamedTuple):
     registered: int
     circonscription: str | None
     region: str | None
+    race: str | None = None
+
+
+class RaceInfo(NamedTuple):
+    """What the tally needs of a race: where it is, how it elects, and its candidates."""
+
+    race: str
+    level: str
+    area: str
+    department: str
+    seats: int
+    rules: str
+    candidates: list[str]
 
 
 #: What an area is: its name, its number of bureaux and their registered voters (from the roll).
@@ -80,8 +94,35 @@ class ElectionIndex:
         self.qualify: int | None = definition.get("qualify")
         #: the embargo, as the definition's ISO-8601 text (events carry it)
         self.publish_after: str | None = definition.get("publish_after")
-        self.candidate_list: list[str] = [candidate["id"] for candidate in definition["candidates"]]
+        races = definition.get("races")
+        #: the races by id (None: a single-race election, as in v1)
+        self.races: dict[str, RaceInfo] | None = None
+        #: candidate -> party, and the parties in the definition's order (races only)
+        self.party_of: dict[str, str] = {}
+        self.parties: list[str] = []
+        if races is None:
+            self.candidate_list: list[str] = [candidate["id"] for candidate in definition["candidates"]]
+            self.race_candidates: dict[str | None, frozenset[str]] = {None: frozenset(self.candidate_list)}
+        else:
+            self.races = {}
+            for race in races:
+                ids = [candidate["id"] for candidate in race["candidates"]]
+                self.races[race["race"]] = RaceInfo(
+                    race["race"],
+                    race["area"]["level"],
+                    race["area"]["id"],
+                    "",
+                    race.get("seats", 1),
+                    race["rules"],
+                    ids,
+                )
+                for candidate in race["candidates"]:
+                    self.party_of[candidate["id"]] = candidate["party"]
+            self.parties = list(dict.fromkeys(self.party_of.values()))
+            self.candidate_list = list(self.party_of)
+            self.race_candidates = {race: frozenset(info.candidates) for race, info in self.races.items()}
         self.candidate_ids = frozenset(self.candidate_list)
+        races_in: dict[tuple[str, str], set[str]] = {}
         intern = sys.intern
         roll: dict[str, Placement] = {}
         names: dict[tuple[str, str], str] = {("nation", NATION): "France"}
@@ -95,7 +136,8 @@ class ElectionIndex:
             circonscription = intern(circonscription) if circonscription else None
             region = region_of(department)
             registered = entry["registered"]
-            roll[entry["bureau"]] = Placement(commune, department, registered, circonscription, region)
+            race = entry.get("race")
+            roll[entry["bureau"]] = Placement(commune, department, registered, circonscription, region, race)
             commune_names.setdefault(commune, entry.get("commune_name", ""))
             communes_of_department.setdefault(department, {})[commune] = None
             places: list[tuple[tuple[str, str], str]] = [
@@ -113,6 +155,9 @@ class ElectionIndex:
                 )
             if region is not None:
                 places.append((("region", region), REGION_NAMES[region]))
+            if race is not None:
+                for key, _ in places:
+                    races_in.setdefault(key, set()).add(race)
             for key, name in places:
                 if key not in names:
                     names[key] = name
@@ -141,6 +186,27 @@ class ElectionIndex:
         self.registered_of_commune = {
             area: count[1] for (level, area), count in counts.items() if level == "commune"
         }
+        #: (level, area) -> the race whose candidates it shows; absent: it shows parties (races only)
+        self.race_of_area: dict[tuple[str, str], str] = {}
+        #: race -> the department its area is in (its seats are counted with that department's)
+        self.races_of_department: dict[str, list[str]] = {}
+        if self.races is not None:
+            rank: dict[str, int] = {level: index for index, level in enumerate(_LEVELS)}
+            for key, found in races_in.items():
+                if len(found) == 1:
+                    (race,) = found
+                    if rank[key[0]] <= rank[self.races[race].level]:
+                        self.race_of_area[key] = race
+            for race, info in self.races.items():
+                department = (
+                    info.area
+                    if info.level == "department"
+                    else self.roll_by_commune[info.area]
+                    if info.level == "commune"
+                    else info.area.rsplit("-", 1)[0]
+                )
+                self.races[race] = info._replace(department=department)
+                self.races_of_department.setdefault(department, []).append(race)
         self.areas = _AreaNames(
             roll, commune_names, {key: (name, counts[key][0], counts[key][1]) for key, name in names.items()}
         )
