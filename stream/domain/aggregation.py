@@ -43,10 +43,18 @@ class Tally:
     as_of: str = ""
     comparison: Comparison | None = None
     turnout_at: dict[str, list[int]] = field(default_factory=dict)
+    #: ``[definitive, annulled, annulled_registered]``: bureaux reported definitive, bureaux
+    #: annulled (counted nowhere) and their registered voters; None while all are provisional
+    status: list[int] | None = None
+    #: races' seats by party ``{party: [won, decided]}`` (elections with races, above a race)
+    seats: dict[str, list[int]] | None = None
 
     @classmethod
     def of_result(cls, result: BureauResult, registered: int) -> Tally:
-        """One bureau's report; ``registered`` comes from the roll (authoritative)."""
+        """One bureau's report; ``registered`` comes from the roll (authoritative). An annulled
+        report counts nothing but its annulment."""
+        if result.status == "annulled":
+            return cls(as_of=utc_text(result.reported_at), status=[0, 1, registered])
         return cls(
             1,
             registered,
@@ -55,6 +63,33 @@ class Tally:
             result.invalid,
             dict(result.votes),
             utc_text(result.reported_at),
+            status=[1, 0, 0] if result.status == "definitive" else None,
+        )
+
+    @property
+    def annulled(self) -> bool:
+        """A bureau's report that annuls it (a total with annulled bureaux is not)."""
+        return self.status is not None and self.status[1] > 0 and self.bureaux == 0 and self.registered == 0
+
+    @property
+    def settled_registered(self) -> int:
+        """Registered voters of the bureaux nothing more is expected from: reported or annulled."""
+        return self.registered + (self.status[2] if self.status else 0)
+
+    def by_status(self) -> dict[str, int]:
+        """``bureaux_by_status``: provisional, definitive and annulled bureaux."""
+        definitive, annulled, _ = self.status or (0, 0, 0)
+        return {"provisional": self.bureaux - definitive, "definitive": definitive, "annulled": annulled}
+
+    def same_count(self, other: Tally) -> bool:
+        """The same report's content (its time aside): counts and status."""
+        return (
+            self.registered == other.registered
+            and self.voters == other.voters
+            and self.blank == other.blank
+            and self.invalid == other.invalid
+            and self.votes == other.votes
+            and (self.status or [0, 0, 0]) == (other.status or [0, 0, 0])
         )
 
     @property
@@ -83,6 +118,20 @@ class Tally:
                 mine = self.turnout_at.setdefault(hour, [0, 0])
                 mine[0] += sign * registered
                 mine[1] += sign * voters
+        if other.status is not None:
+            status = self.status
+            if status is None:
+                status = self.status = [0, 0, 0]
+            for index, count in enumerate(other.status):
+                status[index] += sign * count
+        if other.seats is not None:
+            seats = self.seats
+            if seats is None:
+                seats = self.seats = {}
+            for party, (won, decided) in other.seats.items():
+                mine = seats.setdefault(party, [0, 0])
+                mine[0] += sign * won
+                mine[1] += sign * decided
 
     def copy(self) -> Tally:
         return Tally(
@@ -95,16 +144,23 @@ class Tally:
             self.as_of,
             None if self.comparison is None else self.comparison.copy(),
             {hour: list(pair) for hour, pair in self.turnout_at.items()},
+            None if self.status is None else list(self.status),
+            None if self.seats is None else {party: list(pair) for party, pair in self.seats.items()},
         )
 
     def to_json(self) -> list[Any]:
+        """``[bureaux, registered, voters, blank, invalid, votes]``, then ``as_of, comparison,
+        turnout_at`` when any is set, then ``status, seats`` when either is."""
         data: list[Any] = [self.bureaux, self.registered, self.voters, self.blank, self.invalid, self.votes]
-        if self.as_of or self.comparison is not None or self.turnout_at:
+        extended = self.status is not None or self.seats is not None
+        if self.as_of or self.comparison is not None or self.turnout_at or extended:
             comparison = self.comparison
             compared = (
                 None if comparison is None else [comparison.reference.to_json(), comparison.current.to_json()]
             )
             data += [self.as_of, compared, self.turnout_at]
+            if extended:
+                data += [self.status, self.seats]
         return data
 
     @classmethod
@@ -112,7 +168,8 @@ class Tally:
         if len(data) == 6:
             bureaux, registered, voters, blank, invalid, votes = data
             return cls(bureaux, registered, voters, blank, invalid, dict(votes))
-        bureaux, registered, voters, blank, invalid, votes, as_of, compared, turnout_at = data
+        bureaux, registered, voters, blank, invalid, votes, as_of, compared, turnout_at, *extended = data
+        status, seats = extended or (None, None)
         return cls(
             bureaux,
             registered,
@@ -123,6 +180,8 @@ class Tally:
             as_of,
             None if compared is None else Comparison(cls.from_json(compared[0]), cls.from_json(compared[1])),
             {hour: list(pair) for hour, pair in turnout_at.items()},
+            None if status is None else list(status),
+            None if seats is None else {party: list(pair) for party, pair in seats.items()},
         )
 
 

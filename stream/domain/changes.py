@@ -11,9 +11,10 @@ standings are compared with that, not with the previous total: a turnout creepin
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from stream.domain.aggregation import Comparison, Tally
+from stream.domain.races import Outcome, Rules, outcome_if_final, race_outcome
 
 __all__ = [
     "leader_of",
@@ -24,6 +25,9 @@ __all__ = [
     "make_standings",
     "report_event",
     "detect_changes",
+    "by_party",
+    "race_seats",
+    "RaceRules",
     "EPSILON",
 ]
 
@@ -104,6 +108,53 @@ def _turnout(tally: Tally) -> float | None:
     return None if turnout is None else round(turnout, 2)
 
 
+class RaceRules(NamedTuple):
+    """How a race elects: its id, its rules (``races.Rules``), the election's round, its seats."""
+
+    race: str
+    rules: Rules
+    round: int
+    seats: int
+
+
+def by_party(votes: dict[str, int], party_of: dict[str, str]) -> dict[str, int]:
+    """Candidates' votes summed by party (a key that is no candidate is a party already)."""
+    parties: dict[str, int] = {}
+    for candidate, count in votes.items():
+        party = party_of.get(candidate, candidate)
+        parties[party] = parties.get(party, 0) + count
+    return parties
+
+
+def _party_comparison(comparison: Comparison, party_of: dict[str, str]) -> Comparison:
+    reference, current = comparison.reference.copy(), comparison.current.copy()
+    reference.votes, current.votes = by_party(reference.votes, party_of), by_party(current.votes, party_of)
+    return Comparison(reference, current)
+
+
+def _outcome(race: RaceRules, votes: dict[str, int], registered_total: int, remaining: int) -> Outcome:
+    return race_outcome(votes, registered_total, remaining, race.rules, race.round, race.seats)
+
+
+def race_seats(
+    race: RaceRules, votes: dict[str, int], registered_total: int, total: Tally, party_of: dict[str, str]
+) -> dict[str, list[int]]:
+    """A race's seats by party, ``{party: [won, decided]}``: won on the counts so far (as if
+    they were final), decided when no outcome of the unreported bureaux can change it."""
+    sure = _outcome(race, votes, registered_total, registered_total - total.settled_registered)
+    now = (
+        sure
+        if sure.decided
+        else outcome_if_final(votes, registered_total, race.rules, race.round, race.seats)
+    )
+    seats: dict[str, list[int]] = {}
+    for candidate in now.elected:
+        pair = seats.setdefault(party_of[candidate], [0, 0])
+        pair[0] += 1
+        pair[1] += candidate in sure.elected
+    return seats
+
+
 def compare(reference_election: str, comparison: Comparison) -> tuple[dict[str, Any], dict[str, Any]]:
     """``reference`` and ``change`` (``messages.Reference``, ``messages.Change``) over the bureaux
     reported in both elections."""
@@ -154,13 +205,17 @@ def make_standings(
     registered_total: int | None = None,
     qualify: int | None = None,
     compare_to: str | None = None,
+    party_of: dict[str, str] | None = None,
+    race: RaceRules | None = None,
 ) -> dict[str, Any]:
     """The results view of one area (a ``Standings`` as a plain dict: this runs per message).
 
     ``registered_total`` is the registered voters of all the area's bureaux (the roll's): with
-    it, ``decided`` says whether the unreported ones can still change the outcome.
+    it, ``decided`` says whether the unreported ones can still change the outcome. With
+    ``party_of``, votes count by party (``candidates`` then lists the parties); with ``race``,
+    the area is that race's: ``decided``, ``elected`` and ``qualified`` follow its rules.
     """
-    votes = total.votes
+    votes = total.votes if party_of is None else by_party(total.votes, party_of)
     if list(votes) == candidates:  # the usual case: reports list candidates in the election's order
         votes = dict(votes)
     else:  # in the election's order, missing ones at 0, foreign ones (never validated) dropped
@@ -169,12 +224,17 @@ def make_standings(
     shares = shares_of(votes, expressed)
     leader, tied, margin = leader_of(votes)
     turnout = turnout_of(total)
-    if registered_total is None:
+    elected: list[str] | None = None
+    remaining = None if registered_total is None else registered_total - total.settled_registered
+    if remaining is None or registered_total is None:
         decided, qualified = False, None
+    elif race is not None:
+        outcome = _outcome(race, votes, registered_total, remaining)
+        decided, elected, qualified = outcome.decided, outcome.elected, outcome.qualified
     elif qualify is None:  # decision_of without computing the leader again (this runs per message)
-        decided, qualified = leader is not None and margin > registered_total - total.registered, None
+        decided, qualified = leader is not None and margin > remaining, None
     else:
-        decided, qualified = decision_of(votes, registered_total - total.registered, qualify)
+        decided, qualified = decision_of(votes, remaining, qualify)
     standings: dict[str, Any] = {
         "election": election,
         "level": level,
@@ -193,6 +253,7 @@ def make_standings(
         "margin": margin,
         "bureaux_reported": total.bureaux,
         "bureaux_total": bureaux_total,
+        "bureaux_by_status": total.by_status(),
         "as_of": total.as_of or None,
         "version": version,
         "decided": decided,
@@ -200,6 +261,11 @@ def make_standings(
         "turnout_at": (_turnout_at(total.turnout_at) or None) if total.turnout_at else None,
         "reference": None,
         "change": None,
+        "race": None if race is None else race.race,
+        "elected": elected,
+        "seats": None
+        if total.seats is None
+        else {party: {"won": won, "decided": sure} for party, (won, sure) in total.seats.items() if won},
     }
     comparison = total.comparison
     if (
@@ -207,6 +273,8 @@ def make_standings(
         and comparison is not None
         and (comparison.reference.bureaux or comparison.reference.turnout_at)
     ):
+        if party_of is not None:
+            comparison = _party_comparison(comparison, party_of)
         standings["reference"], standings["change"] = compare(compare_to, comparison)
     return standings
 
@@ -278,16 +346,25 @@ def detect_changes(
                 said = {**said, hour: value}
         now["turnout_at"] = said
 
-    if not announced.get("complete") and 0 < standings["bureaux_total"] <= standings["bureaux_reported"]:
+    settled = standings["bureaux_reported"] + standings["bureaux_by_status"]["annulled"]
+    if not announced.get("complete") and 0 < standings["bureaux_total"] <= settled:
         events.append({**common, "kind": "complete"})
         now["complete"] = True
 
     called = announced.get("decided")
-    calling = (standings["qualified"] or standings["leader"]) if standings["decided"] else None
+    race = standings["race"] is not None
+    if not standings["decided"]:
+        calling: Any = None
+    elif race:  # a race's outcome: who is elected, who goes to the second round
+        calling = {"elected": standings["elected"], "qualified": standings["qualified"]}
+    else:
+        calling = standings["qualified"] or standings["leader"]
     if called != calling:
         if called is not None:  # a correction reopened it (or turned it to someone else)
             events.append({**common, "kind": "undecided"})
-        if calling is not None:
+        if calling is not None and not race:
             events.append({**common, "kind": "decided"})
+        elif calling is not None:
+            events += [{**common, "kind": kind} for kind in ("elected", "qualified") if calling[kind]]
         now["decided"] = calling
     return events, now

@@ -7,7 +7,7 @@ A contribution message (topics ``<app>-contributions`` and ``<app>-nation-contri
     {"e": election, "l": "nation",     "a": "FR",  "c": [[department, version, tally, cause], ...]}
 
 with ``tally = [bureaux, registered, voters, blank, invalid, {candidate: votes}, as_of, comparison,
-turnout_at]`` (``Tally.to_json``; the last three only when set) and
+turnout_at, status, seats]`` (``Tally.to_json``; the last ones only when set) and
 ``cause = {"bureau": ..., "seq": ...}`` or null. Plain lists keep a
 night's few thousand messages small and fast to decode; the tally reads the rows in place.
 """
@@ -74,16 +74,19 @@ def report_of_row(election: str, row: list[Any]) -> tuple[str, dict[str, Any]]:
         report["bureau" if row[4] is not None else "commune"] = place
     else:
         place = child
+        status = extra[3] if len(extra) > 3 else None
         report = {
             "election": election,
             "bureau": child,
             "seq": seq,
-            "registered": registered,
+            "registered": registered if not status or not status[1] else status[2],
             "voters": voters,
             "blank": blank,
             "invalid": invalid,
             "votes": votes,
         }
+        if status:
+            report["status"] = "annulled" if status[1] else "definitive"
     if as_of:
         report["reported_at"] = as_of
     return place, report

@@ -393,6 +393,8 @@ EventKind = Literal[
     "decided",
     "undecided",
     "turnout_reported",
+    "elected",
+    "qualified",
 ]
 
 
@@ -416,6 +418,11 @@ class Change(BaseModel):
     turnout_points: float | None
     shares_points: dict[str, float]
     turnout_at_points: dict[str, float] = Field(default_factory=dict)
+
+
+class Seats(BaseModel):
+    won: int = Field(description="races the party wins on the counts so far")
+    decided: int = Field(description="of those, races no outcome of the unreported bureaux can change")
 
 
 class _Figures(BaseModel):
@@ -443,12 +450,22 @@ class _Figures(BaseModel):
     decided: bool = Field(
         False, description="no outcome of the unreported bureaux can change the leader (or the qualified)"
     )
-    qualified: list[str] | None = Field(None, description="with qualify: N, the first N once decided")
+    qualified: list[str] | None = Field(
+        None, description="with qualify: N, the first N once decided; a race's candidates in its round 2"
+    )
     turnout_at: dict[str, float] | None = Field(
         None, description='turnout reported before the count, {"12:00": 19.4}'
     )
     reference: Reference | None = None
     change: Change | None = None
+    bureaux_by_status: dict[ReportStatus, int] | None = Field(
+        None, description='{"provisional": n, "definitive": n, "annulled": n}'
+    )
+    race: str | None = Field(None, description="the race whose area this is (elections with races)")
+    elected: list[str] | None = Field(None, description="a race's elected candidates, once decided")
+    seats: dict[str, Seats] | None = Field(
+        None, description="above races: seats by party, won on the counts so far and decided"
+    )
 
 
 class UpdateEvent(_Figures):

@@ -11,8 +11,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from stream.domain.changes import RaceRules
 from stream.domain.messages import LEVELS as _LEVELS
 from stream.domain.messages import NATION
+from stream.domain.races import Rules
 from stream.domain.regions import REGION_NAMES, region_of
 
 __all__ = ["AreaInfo", "ElectionIndex", "Placement", "RaceInfo"]
@@ -37,7 +39,7 @@ class RaceInfo(NamedTuple):
     area: str
     department: str
     seats: int
-    rules: str
+    rules: Rules
     candidates: list[str]
 
 
@@ -92,6 +94,7 @@ class ElectionIndex:
         self.name: str = definition["name"]
         self.compare_to: str | None = definition.get("compare_to")
         self.qualify: int | None = definition.get("qualify")
+        self.round: int = definition.get("round", 1)
         #: the embargo, as the definition's ISO-8601 text (events carry it)
         self.publish_after: str | None = definition.get("publish_after")
         races = definition.get("races")
@@ -215,6 +218,18 @@ class ElectionIndex:
     @classmethod
     def from_json(cls, raw: bytes) -> ElectionIndex:
         return cls(orjson.loads(raw), raw)
+
+    def view_of(self, level: str, area: str) -> tuple[list[str], dict[str, str] | None, RaceRules | None]:
+        """How an area's standings count: (the ids its votes are keyed by, the candidate -> party
+        map when they count by party, the race when the area is a race's)."""
+        if self.races is None:
+            return self.candidate_list, None, None
+        race = self.roll[area].race if level == "bureau" else self.race_of_area.get((level, area))
+        if race is None:
+            return self.parties, self.party_of, None
+        info = self.races[race]
+        rules = RaceRules(race, info.rules, self.round, info.seats) if info.level == level else None
+        return info.candidates, None, rules
 
     def definition_json(self) -> bytes:
         """The definition as registered (the PRODUCT.md JSON)."""

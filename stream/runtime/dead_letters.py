@@ -58,8 +58,10 @@ class DeadLetters:
         reason: str,
         payload: bytes | None = None,
         key: bytes | None = None,
+        applied: bytes | None = None,
     ) -> None:
-        """Dead-letter ``message`` (or ``payload``, under ``key``, found in it) with ``reason``."""
+        """Dead-letter ``message`` (or ``payload``, under ``key``, found in it) with ``reason``;
+        ``applied``: for a conflict, the report already applied in its place."""
         if payload is None:
             payload, key = message.value or b"", message.key
         rejection = make_rejection(
@@ -69,6 +71,7 @@ class DeadLetters:
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
+            applied=None if applied is None else applied.decode(),
         )
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         metrics.count_rejection(reason)

@@ -27,6 +27,7 @@ Keyed = tuple[str, dict[str, Any]]
 
 def area_standings(election: ElectionIndex, level: str, area: str, state: AreaState) -> Keyed:
     name, bureaux_total, registered_total = election.areas[(level, area)]
+    keys, party_of, race = election.view_of(level, area)
     standings = make_standings(
         election.election,
         level,
@@ -34,11 +35,13 @@ def area_standings(election: ElectionIndex, level: str, area: str, state: AreaSt
         name,
         bureaux_total,
         state.total,
-        election.candidate_list,
+        keys,
         version=state.version,
         registered_total=registered_total,
         qualify=election.qualify,
         compare_to=election.compare_to,
+        party_of=party_of,
+        race=race,
     )
     return results_key(election.election, level, area), standings
 
@@ -65,7 +68,7 @@ def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -
         name,
         1,
         tally,
-        election.candidate_list,
+        election.view_of("bureau", bureau)[0],
         version=version,
         registered_total=registered,
         qualify=election.qualify,

@@ -26,7 +26,7 @@ from faust.types import EventT, ProducerT, TableT
 
 from stream.adapters.redis.elections import ElectionCache
 from stream.domain.aggregation import AreaState, Comparison, Tally, area_key, turnout_child
-from stream.domain.changes import detect_changes, report_event
+from stream.domain.changes import RaceRules, by_party, detect_changes, race_seats, report_event
 from stream.domain.contributions import DepartmentRow, nation_message, report_of_row
 from stream.domain.encoding import dumps
 from stream.domain.messages import NATION
@@ -78,6 +78,9 @@ class Tallier:
         self.held: OrderedDict[bytes, AreaState] = OrderedDict()
         #: bumped whenever held states are dropped: a chunk that ran meanwhile must not hold its own
         self.held_generation = 0
+        #: races' seats by party, per department key and race (``_race_seats``); rebuilt with
+        #: the department (``_rebuild_department``)
+        self.seats: dict[bytes, dict[str, dict[str, list[int]]]] = {}
         #: events produced since the last chunk ended, by (kind, level), for ``metrics``
         self.events_made: Counter[tuple[str, str]] = Counter()
 
@@ -220,11 +223,12 @@ class Tallier:
         key = area_key(name, "department", department).encode()
         state = AreaState()
         circonscriptions: dict[str, AreaState] = {}
+        communes: dict[str, AreaState] = {}
         for commune in election.communes_of_department[department]:
             raw = self.areas.data.get(area_key(name, "commune", commune).encode())
             if raw is None:
                 continue
-            commune_state = AreaState.from_json(orjson.loads(raw))
+            commune_state = communes[commune] = AreaState.from_json(orjson.loads(raw))
             state.apply(commune, commune_state.version, commune_state.total)
             state.version = max(state.version, commune_state.version)
             for child, (seq, tally) in commune_state.children.items():
@@ -248,6 +252,14 @@ class Tallier:
             rebuilt_state.announced = stored.announced
             rebuilt_state.total.as_of = max(rebuilt_state.total.as_of, stored.total.as_of)
             self.derived[rebuilt_key] = rebuilt_state
+        for race_id in election.races_of_department.get(department, ()):
+            race = election.races[race_id]  # type: ignore[index]  # races_of_department: races exist
+            if race.level == "commune":
+                race_state = communes.get(race.area)
+            else:
+                race_state = self.derived.get(area_key(name, race.level, race.area).encode())
+            if race_state is not None:
+                self._race_seats(election, race_id, race_state)
 
     @staticmethod
     def _circonscription_of(election: ElectionIndex, child: str) -> str | None:
@@ -263,6 +275,7 @@ class Tallier:
         """Partitions move (or a chunk failed): states are read again from the store, and
         departments and circonscriptions rebuilt from the communes the worker then holds."""
         self.derived.clear()
+        self.seats.clear()
         self.held.clear()
         self.held_generation += 1
 
@@ -297,9 +310,13 @@ class Tallier:
                 )
                 continue
             tally = Tally.from_json(tally_json)
+            held = commune.state.children.get(child)
+            if not turnout and held is not None and held[0] == seq and not held[1].same_count(tally):
+                self._conflict(tx, election, event, row, held)
+                continue
             if election.compare_to is not None:
                 self._compare(tx, election.compare_to, commune.area, child, tally)
-            corrected = child in commune.state.children
+            corrected = held is not None
             if commune.state.apply(child, seq, tally):
                 commune.changed = True
                 commune.state.version = offset
@@ -321,6 +338,7 @@ class Tallier:
                 tx.views[view_key] = dumps(standings)
             communes[commune.key] = commune
         touched: dict[bytes, TouchedArea] = {}
+        races = election.races is not None
         for commune in communes.values():
             department = self._derived(
                 tx, election, "department", election.roll_by_commune[commune.area], event
@@ -333,10 +351,62 @@ class Tallier:
             touched[department.key] = department
             if commune.changed:
                 self._announce(tx, commune, at)
-        for area in [*derived.values(), *touched.values()]:
+        for area in derived.values():
             if area.changed:
                 self._announce(tx, area, at)
+        for department in touched.values():
+            if races:
+                department.state.total.seats = self._seats_of_department(department)
+            if department.changed:
+                self._announce(tx, department, at)
         return touched
+
+    def _conflict(
+        self,
+        tx: AreaTransaction,
+        election: ElectionIndex,
+        event: EventT,
+        row: list[Any],
+        held: tuple[int, Tally],
+    ) -> None:
+        """A report whose bureau and ``seq`` were applied with other counts: which one is right
+        cannot be told, so neither is silently kept over the other; it goes to the dead letters
+        with the one applied, and a higher ``seq`` settles it."""
+        place, report = report_of_row(election.election, row)
+        _, applied = report_of_row(election.election, [row[0], held[0], held[1].to_json()])
+        reason = (
+            f"bureau {place}: conflict: seq {row[1]} was already applied with other counts "
+            f"(send the right one with a higher seq)"
+        )
+        self.dead_letters.reject(
+            tx.outbox,
+            event.message,
+            reason,
+            payload=orjson.dumps(report),
+            key=place.encode(),
+            applied=orjson.dumps(applied),
+        )
+
+    def _race_seats(self, election: ElectionIndex, race_id: str, state: AreaState) -> None:
+        """Keep the seats of a race (its area's state just changed, or was rebuilt), for its
+        department's total."""
+        race = election.races[race_id]  # type: ignore[index]  # only called for elections with races
+        _, _, registered_total = election.areas[(race.level, race.area)]
+        votes = {candidate: state.total.votes.get(candidate, 0) for candidate in race.candidates}
+        rules = RaceRules(race.race, race.rules, election.round, race.seats)
+        seats = race_seats(rules, votes, registered_total, state.total, election.party_of)
+        department = area_key(election.election, "department", race.department).encode()
+        self.seats.setdefault(department, {})[race.race] = seats
+
+    def _seats_of_department(self, department: TouchedArea) -> dict[str, list[int]]:
+        """The seats of the races in a department, by party: what its total passes upwards."""
+        total: dict[str, list[int]] = {}
+        for seats in self.seats.get(department.key, {}).values():
+            for party, (won, decided) in seats.items():
+                pair = total.setdefault(party, [0, 0])
+                pair[0] += won
+                pair[1] += decided
+        return total
 
     @staticmethod
     def _mixed_turnout(commune: AreaState, row: list[Any]) -> str | None:
@@ -370,7 +440,7 @@ class Tallier:
             state = AreaState.from_json(orjson.loads(raw))
             self.held[key] = state  # exactly as written: the next reports of the commune use it
         held = state.children.get(child)
-        if held is not None:
+        if held is not None and not held[1].annulled and not tally.annulled:
             before = held[1].copy()
             before.comparison = None
             tally.comparison = Comparison(before, tally.copy())
@@ -405,10 +475,18 @@ class Tallier:
         by_election: dict[str, list[DepartmentRow]] = {}
         for department in departments:
             state = department.state
-            row = [department.area, state.version, state.total.to_json(), department.cause]
+            total = state.total
+            party_of = department.election.party_of
+            if party_of:  # an election with races: above them, votes count by party
+                total = total.copy()
+                total.votes = by_party(total.votes, party_of)
+                if total.comparison is not None:
+                    for tally in (total.comparison.reference, total.comparison.current):
+                        tally.votes = by_party(tally.votes, party_of)
+            row = [department.area, state.version, total.to_json(), department.cause]
             by_election.setdefault(department.election.election, []).append(row)
-        for election, rows in by_election.items():
-            tx.outbox.add(self.nation_topic, *nation_message(election, rows))
+        for election_id, rows in by_election.items():
+            tx.outbox.add(self.nation_topic, *nation_message(election_id, rows))
 
     # -- announcing ----------------------------------------------------------------------
     def _announce_bureau(
@@ -428,6 +506,8 @@ class Tallier:
     def _announce(self, tx: AreaTransaction, area: TouchedArea, at: str) -> None:
         state = area.state
         view_key, standings = area_standings(area.election, area.level, area.area, state)
+        if standings["race"] is not None:
+            self._race_seats(area.election, standings["race"], state)
         events, state.announced = detect_changes(
             state.announced, standings, state.total, self.settings.turnout_step, area.cause, at
         )
