@@ -72,15 +72,16 @@ def test_election_ingest_results_and_tail(stack: Any, tmp_path: Path) -> None:
     file.write_text("\n".join(lines) + "\n")
 
     dry = soiree(s, "ingest", str(file), "--election", e, "--dry-run")
-    assert dry.returncode == 0, dry.stderr
+    assert dry.returncode == 1, dry.stderr
     assert "5 accepted" in dry.stdout and "2 rejected" in dry.stdout
     assert "line 6: bureau 42001-0001: blank + invalid + votes = 2, voters = 3" in dry.stdout
     assert "line 7: payload is not valid JSON" in dry.stdout
 
     s.start_worker()
     ingested = soiree(s, "ingest", str(file), "--election", e)
-    assert ingested.returncode == 0, ingested.stderr
+    assert ingested.returncode == 1, ingested.stderr  # something was rejected: not a success
     assert "5 accepted (published), 2 rejected" in ingested.stdout
+    assert "2 of 7 reports rejected" in ingested.stderr
     rejected = [r for _, r in s.read_topic(s.settings.rejected_topic)]
     assert sorted(r["payload"] for r in rejected) == sorted([lines[5], lines[6]])
     assert {r["topic"] for r in rejected} == {"ingest"}
@@ -200,6 +201,7 @@ def test_a_kafka_refusal_during_ingest_is_one_clear_line_not_a_traceback(
 
     from stream.adapters.kafka import publisher
     from stream.cli import commands
+    from stream.cli.ingest import IngestOptions
     from stream.settings import Settings
 
     election = mini_election()
@@ -226,5 +228,5 @@ def test_a_kafka_refusal_during_ingest_is_one_clear_line_not_a_traceback(
 
         monkeypatch.setattr(publisher, "Publisher", Refused)
         with pytest.raises(typer.Exit):
-            asyncio.run(commands._ingest(Settings(), election, str(path), "jsonl", None, False))
+            asyncio.run(commands._ingest(Settings(), election, str(path), IngestOptions()))
         assert said in capsys.readouterr().err

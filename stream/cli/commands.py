@@ -7,7 +7,6 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -241,8 +240,14 @@ def election_create(
     ),
     qualify: int | None = typer.Option(None, help="the first N go through (presidential round 1: 2)"),
     round_: int | None = typer.Option(None, "--round", help="1 or 2"),
+    replace: bool = typer.Option(
+        False, help="replace a definition whose roll or candidates changed once results exist: count again"
+    ),
 ) -> None:
-    """Register an election definition (its roll of bureaux is authoritative)."""
+    """Register an election definition (its roll of bureaux is authoritative).
+
+    --from-ministry reads the reshaped CSV (``../shared/data/pres2017``) or the ministry's own
+    per-bureau TXT (presidential: one race; législatives: one race per circonscription)."""
     from pydantic import ValidationError
 
     from stream.domain.messages import Election
@@ -251,9 +256,13 @@ def election_create(
         if not election:
             fail("--election ID is required with --from-ministry")
         from stream.sources.ministry import election_from_ministry
+        from stream.sources.ministry_txt import definition_from_txt, is_ministry_txt
 
         try:
-            definition = election_from_ministry(from_ministry, election, name)
+            if is_ministry_txt(from_ministry):
+                definition = definition_from_txt(from_ministry, election, name, round_ or 1)
+            else:
+                definition = election_from_ministry(from_ministry, election, name)
         except (OSError, ValueError) as exc:
             fail(str(exc))
     elif file is not None:
@@ -282,13 +291,61 @@ def election_create(
             definition = Election.model_validate({**definition.model_dump(), **given})
         except ValidationError as exc:
             fail("invalid election definition:\n" + _errors(exc))
+    from stream.adapters.redis.elections import has_results, load_election
+    from stream.cli.registration import RegistrationRefused, plan_registration
+
+    client = _redis()
+    registered = load_election(client, definition.election)
+    try:
+        plan = plan_registration(
+            registered,
+            definition,
+            registered is not None and has_results(client, definition.election),
+            replace,
+        )
+    except RegistrationRefused as exc:
+        fail(str(exc))
+    definition = plan.definition
     _register(definition)
     communes = {entry.commune for entry in definition.bureaux}
+    races = f"{len(definition.races)} races, " if definition.races else ""
+    revision = f", revision {definition.revision}" if definition.revision > 1 else ""
     console.print(
-        f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}): "
-        f"{len(definition.candidates)} candidates, {len(definition.bureaux):,} bureaux, "
+        f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}{revision}): "
+        f"{races}{len(definition.candidate_list)} candidates, {len(definition.bureaux):,} bureaux, "
         f"{len(communes):,} communes"
     )
+    if plan.recount and registered is not None:
+        _recount(registered, definition)
+
+
+def _recount(old: Any, new: Any) -> None:
+    """Count a replaced election again from its reports (``adapters.kafka.recount``)."""
+    from aiokafka.errors import KafkaError
+
+    from stream.adapters.kafka.recount import RECOUNT_GRACE, recount
+
+    settings = get_settings()
+    err.print(
+        f"recounting {escape(new.election)} under revision {new.revision} (in {RECOUNT_GRACE:.0f} s: "
+        "workers pick the revision up)"
+    )
+    with _progress() as progress:
+        task = progress.add_task("recount", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            done = asyncio.run(recount(settings, old, new, advance))
+        except (KafkaError, OSError) as exc:
+            fail_on_kafka(settings, exc)
+    console.print(
+        f"[green]✔[/] {done.republished:,} reports published again for revision {new.revision}; "
+        f"{done.standings_deleted:,} standings of the old roll deleted"
+    )
+    for reason, count in done.refused.most_common(5):
+        console.print(f"  {count:>7,} × refused now: {reason}", markup=False, highlight=False)
 
 
 @election_app.command("list")
@@ -317,116 +374,106 @@ def _errors(exc: Any) -> str:
 # -- ingest ---------------------------------------------------------------------------------
 @app.command()
 def ingest(
-    file: str = typer.Argument(..., help="results file (JSON Lines or ministry CSV[.gz]); - for stdin"),
+    file: str = typer.Argument(..., help="results file (JSON Lines, ministry CSV[.gz] or TXT); - for stdin"),
     election: str = typer.Option(..., help="election id the results belong to"),
     format: str = typer.Option(
         "jsonl",
         "--format",
-        help="jsonl | ministry | turnout (JSON Lines of turnout reports, to turnout-reports)",
+        help="jsonl | ministry (= wide-csv, the reshaped CSV) | ministry-txt (the ministry's own "
+        "per-bureau TXT) | turnout (JSON Lines of turnout reports)",
     ),
+    seq: int | None = typer.Option(
+        None, help="every report's seq (a definitive file after a provisional one: --seq 2)"
+    ),
+    status: str | None = typer.Option(None, help="every report's status: provisional, definitive, annulled"),
     rate: float | None = typer.Option(None, help="publish at most N results per second"),
     dry_run: bool = typer.Option(False, help="validate only, publish nothing"),
 ) -> None:
-    """Validate and publish results; invalid lines go to bureau-results-rejected with their reason."""
+    """Validate and publish results; invalid lines go to bureau-results-rejected with their reason.
+
+    Exits with 1 when anything was refused (2 when nothing was accepted)."""
     from stream.adapters.redis.elections import load_election
+    from stream.cli.ingest import IngestOptions
 
     settings = get_settings()
-    definition = load_election(_redis(), election)
+    client = _redis()
+    definition = load_election(client, election)
     if definition is None:
         fail(f"unknown election {election!r}; register it with `soiree election create`")
-    if format not in ("jsonl", "ministry", "turnout"):
-        fail(f"unknown format {format!r}; use jsonl, ministry or turnout")
-    if format == "ministry" and file == "-":
-        fail("the ministry format needs a file path")
-    report = asyncio.run(_ingest(settings, definition, file, format, rate, dry_run))
+    options = IngestOptions(format=format, rate=rate, dry_run=dry_run, seq=seq, status=status)
+    problem = options.check()
+    if problem:
+        fail(problem)
+    report = asyncio.run(_ingest(settings, definition, file, options, client))
     verb = "validated" if dry_run else "published"
-    console.print(f"[green]{report.accepted:,} accepted[/] ({verb}), [red]{report.rejected:,} rejected[/]")
+    repeats = f", {report.repeats:,} already applied (skipped)" if report.repeats else ""
+    console.print(
+        f"[green]{report.accepted:,} accepted[/] ({verb}){repeats}, [red]{report.rejected:,} rejected[/]"
+    )
     for reason, count in report.reasons.most_common(5):
         console.print(f"  {count:>7,} × {reason}", markup=False, highlight=False)
     for example in report.examples[:5]:
         console.print(f"  {example}", style="dim", markup=False, highlight=False)
-    if report.accepted == 0 and report.rejected:
-        raise typer.Exit(2)
+    if report.rejected:
+        total = report.accepted + report.rejected + report.repeats
+        err.print(f"[red]{report.rejected:,} of {total:,} reports rejected[/]")
+        raise typer.Exit(2 if report.accepted == 0 else 1)
 
 
-def _jsonl_lines(file: str) -> tuple[Iterator[bytes], int | None]:
-    if file == "-":
-        return (line for line in sys.stdin.buffer), None
-    path = Path(file)
-    if not path.exists():
-        fail(f"no such file: {file}")
-    opener = _open_maybe_gzip(path)
-    with opener() as handle:
-        total = sum(1 for _ in handle)
+async def _ingest(settings: Any, definition: Any, file: str, options: Any, client: Any = None) -> Any:
+    from stream.cli.ingest import LOOKUP_CHUNK, Ingest, read_items
+    from stream.errors import MinistryFormatError
 
-    def lines() -> Iterator[bytes]:
-        with opener() as handle:
-            yield from handle
+    run = Ingest(definition, options, client)
+    try:
+        items, total = read_items(file, definition.election, options)
+    except (MinistryFormatError, OSError) as exc:
+        fail(str(exc))
 
-    return lines(), total
+    async def publish(publisher: Any, batch: list[tuple[str, bytes, dict[str, Any]]]) -> None:
+        reports, refused = run.against_applied(batch)
+        run.report.accepted += len(reports)
+        if publisher:
+            for report in reports:
+                await (publisher.turnout(report) if run.turnout else publisher.result(report))
+            for _, raw, reason in refused:
+                await publisher.rejection(raw, reason)
 
-
-def _open_maybe_gzip(path: Path) -> Any:
-    import gzip
-
-    with path.open("rb") as handle:
-        is_gzip = handle.read(2) == b"\x1f\x8b"
-    return (lambda: gzip.open(path, "rb")) if is_gzip else (lambda: path.open("rb"))
-
-
-async def _ingest(
-    settings: Any, definition: Any, file: str, format: str, rate: float | None, dry_run: bool
-) -> Any:
-    from stream.adapters.kafka.publisher import IngestReport, Publisher, check_line, check_turnout_line
-    from stream.domain.messages import InvalidResult
-
-    turnout = format == "turnout"
-    check = check_turnout_line if turnout else check_line
-
-    report = IngestReport()
-    if format == "ministry":
-        from stream.sources.ministry import results_from_ministry
-
-        rows = list(results_from_ministry(Path(file), definition.election))
-        items: Iterator[tuple[str, bytes]] = (
-            (f"row {i}", json.dumps(r).encode()) for i, r in enumerate(rows, 2)
-        )
-        total: int | None = len(rows)
-    else:
-        lines, total = _jsonl_lines(file)
-        items = ((f"line {i}", line.strip()) for i, line in enumerate(lines, 1))
-
-    async def run(publisher: Any) -> None:
+    async def go(publisher: Any) -> None:
+        batch: list[tuple[str, bytes, dict[str, Any]]] = []
         with _progress() as progress:
             task = progress.add_task("ingest", total=total)
-            for where, raw in items:
-                progress.advance(task)
-                if not raw:
-                    continue
-                try:
-                    result = check(raw, definition, settings.max_message_bytes)
-                except InvalidResult as exc:
-                    report.reject(where, str(exc))
-                    if publisher:
-                        await publisher.rejection(raw, str(exc))
-                    continue
-                report.accepted += 1
-                if publisher:
-                    await (publisher.turnout(result) if turnout else publisher.result(result))
+            try:
+                for where, raw in items:
+                    progress.advance(task)
+                    if not raw:
+                        continue
+                    checked = run.check(where, raw, settings.max_message_bytes)
+                    if checked is None:
+                        if publisher:
+                            await publisher.rejection(raw, run.report.last_reason)
+                        continue
+                    batch.append((where, raw, checked))
+                    if len(batch) >= LOOKUP_CHUNK:
+                        await publish(publisher, batch)
+                        batch = []
+            except MinistryFormatError as exc:
+                fail(str(exc))
+            await publish(publisher, batch)
 
-    if dry_run:
-        await run(None)
+    if options.dry_run:
+        await go(None)
     else:
         from aiokafka.errors import KafkaError
 
         from stream.adapters.kafka.publisher import Publisher
 
         try:
-            async with Publisher(settings, rate) as publisher:
-                await run(publisher)
+            async with Publisher(settings, options.rate) as publisher:
+                await go(publisher)
         except (KafkaError, OSError) as exc:
             fail_on_kafka(settings, exc)
-    return report
+    return run.report
 
 
 def _progress() -> Progress:

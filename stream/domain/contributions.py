@@ -20,6 +20,7 @@ import orjson
 
 from stream.domain.aggregation import area_key
 from stream.domain.messages import NATION
+from stream.domain.roll import split_tally_id
 
 __all__ = [
     "BureauRow",
@@ -57,7 +58,8 @@ def reports_of(message: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]
     if not isinstance(message, dict) or message.get("l") != "department":
         return None
     try:
-        return [report_of_row(message["e"], row) for row in message["c"]]
+        election = split_tally_id(message["e"])[0]  # the public id, not its revision's
+        return [report_of_row(election, row) for row in message["c"]]
     except (KeyError, TypeError, ValueError):  # rows of another shape
         return None
 

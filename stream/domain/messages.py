@@ -166,9 +166,14 @@ class Election(BaseModel):
         None, description="no result or event is served over HTTP before (operators excepted)"
     )
     rehearsal: bool = Field(False, description="a rehearsal: the page says so on every screen")
+    revision: Annotated[int, Field(ge=1)] = Field(
+        1, description="the definition's revision: `election create --replace` registers the next one"
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Election:
+        if "~" in self.election:
+            raise ValueError(f"election {self.election}: '~' may not appear in an election id")
         if self.compare_to == self.election:
             raise ValueError(f"election {self.election}: compare_to names the election itself")
         if self.races is None:
@@ -461,6 +466,7 @@ class _Figures(BaseModel):
     bureaux_by_status: dict[ReportStatus, int] | None = Field(
         None, description='{"provisional": n, "definitive": n, "annulled": n}'
     )
+    seq: int | None = Field(None, description="a bureau's: the seq of the report counted")
     race: str | None = Field(None, description="the race whose area this is (elections with races)")
     elected: list[str] | None = Field(None, description="a race's elected candidates, once decided")
     seats: dict[str, Seats] | None = Field(

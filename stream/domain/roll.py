@@ -17,7 +17,7 @@ from stream.domain.messages import NATION
 from stream.domain.races import Rules
 from stream.domain.regions import REGION_NAMES, region_of
 
-__all__ = ["AreaInfo", "ElectionIndex", "Placement", "RaceInfo"]
+__all__ = ["AreaInfo", "ElectionIndex", "Placement", "RaceInfo", "tally_id", "split_tally_id"]
 
 
 class Placement(NamedTuple):
@@ -79,6 +79,21 @@ class _AreaNames:
         return [area for (at, area) in self._fixed if at == level]
 
 
+def tally_id(election: str, revision: int) -> str:
+    """The id an election's areas are tallied under: its id, then ``~r<revision>`` from the
+    second revision on, so that a replaced definition is counted afresh, never on top of the
+    old one (``~`` is in no election id)."""
+    return election if revision == 1 else f"{election}~r{revision}"
+
+
+def split_tally_id(value: str) -> tuple[str, int]:
+    """(election, revision) of a ``tally_id``."""
+    election, _, revision = value.rpartition("~r")
+    if election and revision.isdigit():
+        return election, int(revision)
+    return value, 1
+
+
 class ElectionIndex:
     """What a worker needs of an election definition, and nothing more.
 
@@ -92,6 +107,9 @@ class ElectionIndex:
     def __init__(self, definition: dict[str, Any], raw: bytes) -> None:
         self.election: str = definition["election"]
         self.name: str = definition["name"]
+        #: the definition's revision, and the id its areas are tallied under (``tally_id``)
+        self.revision: int = definition.get("revision", 1)
+        self.tally_id = tally_id(self.election, self.revision)
         self.compare_to: str | None = definition.get("compare_to")
         self.qualify: int | None = definition.get("qualify")
         self.round: int = definition.get("round", 1)

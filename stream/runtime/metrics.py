@@ -67,6 +67,11 @@ REPORTS_ROUTED = Counter(
     "Valid reports (results and turnout) routed to the tally, once Kafka acknowledged them",
     registry=REGISTRY,
 )
+STALE_CONTRIBUTIONS = Counter(
+    "soiree_worker_stale_contributions",
+    "Contributions of a replaced definition's revision, skipped: the election is recounted under the new one",
+    registry=REGISTRY,
+)
 REPORTS_REJECTED = Counter(
     "soiree_worker_reports_rejected",
     "Reports (or contributions) sent to the dead-letter topic, by kind of reason",

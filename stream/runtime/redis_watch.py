@@ -113,7 +113,7 @@ class RedisWatch:
                     election = self.elections.get(election_id)
                 except ElectionsUnavailable:  # in no log, in no memory: nothing to show it with
                     election = None
-                if election is None or raw is None:
+                if election is None or raw is None or election.tally_id != election_id:  # gone, or replaced
                     continue
                 state = self.derived().get(key) if level in DERIVED_LEVELS else None
                 state = state or AreaState.from_json(orjson.loads(raw))

@@ -84,7 +84,7 @@ class Router:
             raise RuntimeError(f"election {result.election!r} validated but not found")
         entry = election.roll[result.bureau]
         tally = Tally.of_result(result, entry.registered)
-        return result.election, entry.department, [result.bureau, result.seq, tally.to_json()]
+        return election.tally_id, entry.department, [result.bureau, result.seq, tally.to_json()]
 
     def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any]]:
         """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally
@@ -114,4 +114,4 @@ class Router:
             commune,
             report.bureau,
         ]
-        return report.election, election.roll_by_commune[commune], row
+        return election.tally_id, election.roll_by_commune[commune], row

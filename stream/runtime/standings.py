@@ -74,6 +74,7 @@ def bureau_standings(election: ElectionIndex, bureau: str, commune: AreaState) -
         qualify=election.qualify,
         compare_to=election.compare_to,
     )
+    standings["seq"] = seq
     return results_key(election.election, "bureau", bureau), standings
 
 

@@ -175,6 +175,8 @@ class Tallier:
             if election is None:
                 reason = f"contribution for unknown election {message['e']!r}"
                 self.dead_letters.reject(tx.outbox, event.message, reason)
+            elif election.tally_id != message["e"]:  # a replaced revision's: recounted under the new one
+                metrics.STALE_CONTRIBUTIONS.inc()
             elif message["l"] == "department":
                 touched_departments.update(self._into_communes(tx, election, event, message, at))
             else:
@@ -194,7 +196,7 @@ class Tallier:
         so it is right after any crash; only its total and what was announced are stored. A
         circonscription is derived the same way, from the bureaux in its department's communes.
         """
-        key = area_key(election.election, level, code).encode()
+        key = area_key(election.tally_id, level, code).encode()
         area = tx.areas.get(key)
         if area is not None:
             area.event = event
@@ -202,7 +204,7 @@ class Tallier:
         state = self.derived.get(key)
         if state is None:
             department = code if level == "department" else code.rsplit("-", 1)[0]
-            department_key = area_key(election.election, "department", department).encode()
+            department_key = area_key(election.tally_id, "department", department).encode()
             if department_key not in self.derived:
                 self._rebuild_department(tx, election, department)
             state = self.derived.get(key)
@@ -219,7 +221,7 @@ class Tallier:
     def _rebuild_department(self, tx: AreaTransaction, election: ElectionIndex, department: str) -> None:
         """A department's state and its circonscriptions', from its communes in the store; those
         the chunk already holds (states were forgotten while it ran) stay the chunk's."""
-        name = election.election
+        name = election.tally_id
         key = area_key(name, "department", department).encode()
         state = AreaState()
         circonscriptions: dict[str, AreaState] = {}
@@ -315,7 +317,9 @@ class Tallier:
                 self._conflict(tx, election, event, row, held)
                 continue
             if election.compare_to is not None:
-                self._compare(tx, election.compare_to, commune.area, child, tally)
+                reference = self.elections.get(election.compare_to)
+                if reference is not None:
+                    self._compare(tx, reference.tally_id, commune.area, child, tally)
             corrected = held is not None
             if commune.state.apply(child, seq, tally):
                 commune.changed = True
@@ -395,7 +399,7 @@ class Tallier:
         votes = {candidate: state.total.votes.get(candidate, 0) for candidate in race.candidates}
         rules = RaceRules(race.race, race.rules, election.round, race.seats)
         seats = race_seats(rules, votes, registered_total, state.total, election.party_of)
-        department = area_key(election.election, "department", race.department).encode()
+        department = area_key(election.tally_id, "department", race.department).encode()
         self.seats.setdefault(department, {})[race.race] = seats
 
     def _seats_of_department(self, department: TouchedArea) -> dict[str, list[int]]:
@@ -484,7 +488,7 @@ class Tallier:
                     for tally in (total.comparison.reference, total.comparison.current):
                         tally.votes = by_party(tally.votes, party_of)
             row = [department.area, state.version, total.to_json(), department.cause]
-            by_election.setdefault(department.election.election, []).append(row)
+            by_election.setdefault(department.election.tally_id, []).append(row)
         for election_id, rows in by_election.items():
             tx.outbox.add(self.nation_topic, *nation_message(election_id, rows))
 

@@ -59,7 +59,7 @@ class AreaTransaction:
         self.outbox = Outbox(self.producer)
 
     def get(self, election: ElectionIndex, level: str, area: str, event: EventT) -> TouchedArea:
-        key = area_key(election.election, level, area).encode()
+        key = area_key(election.tally_id, level, area).encode()
         found = self.areas.get(key)
         if found is None:
             state = self.held.pop(key, None)  # the chunk's own while it runs; held again once written

@@ -37,10 +37,18 @@ class IngestReport:
 
     accepted: int = 0
     rejected: int = 0
+    #: reports already applied with the same seq and counts: skipped
+    repeats: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    _last: str = ""
+
+    @property
+    def last_reason(self) -> str:
+        return self._last
 
     def reject(self, where: str, reason: str) -> None:
+        self._last = reason
         self.rejected += 1
         self.reasons[_reason_kind(reason)] += 1
         if len(self.examples) < 10:
@@ -124,6 +132,11 @@ class Publisher:
         place = report.get("bureau") or report["commune"]
         future = await self._producer.send(self._turnout, key=place.encode(), value=orjson.dumps(report))
         self._track(future)
+
+    async def republish(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """A report read back from its topic, published again as it was (``recount``)."""
+        await self._pace()
+        self._track(await self._producer.send(topic, key=key, value=value))
 
     async def rejection(
         self, raw: bytes, reason: str, key: str | None = None, source: str = "ingest"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import gc
 import time
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
-from stream.adapters.redis.keys import ELECTIONS, election_key
-from stream.domain.messages import Election
-from stream.domain.roll import ElectionIndex
+from stream.adapters.redis.keys import ELECTIONS, election_key, results_key, revision_key
+from stream.domain.messages import NATION, Election
+from stream.domain.roll import ElectionIndex, split_tally_id
 from stream.errors import ElectionsUnavailable
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "restore_definitions",
     "load_election",
     "list_elections",
+    "has_results",
     "ElectionCache",
 ]
 
@@ -30,8 +32,14 @@ __all__ = [
 def save_election(client: redis.Redis, election: Election) -> None:
     with client.pipeline(transaction=True) as pipe:
         pipe.set(election_key(election.election), election.model_dump_json())
+        pipe.set(revision_key(election.election), election.revision)
         pipe.sadd(ELECTIONS, election.election)
         pipe.execute()
+
+
+def has_results(client: redis.Redis, election_id: str) -> bool:
+    """Whether a worker counted anything of the election (its nation has standings)."""
+    return bool(client.exists(results_key(election_id, "nation", NATION)))
 
 
 async def restore_definitions(client: aioredis.Redis, definitions: dict[str, bytes]) -> list[str]:
@@ -50,9 +58,12 @@ async def restore_definitions(client: aioredis.Redis, definitions: dict[str, byt
     async with client.pipeline(transaction=False) as pipe:
         for election_id in missing:
             pipe.set(election_key(election_id), definitions[election_id], nx=True)
+            pipe.set(
+                revision_key(election_id), orjson.loads(definitions[election_id]).get("revision", 1), nx=True
+            )
             pipe.sadd(ELECTIONS, election_id)
         answers = await pipe.execute()
-    return [election_id for election_id, written in zip(missing, answers[::2]) if written]
+    return [election_id for election_id, written in zip(missing, answers[::3]) if written]
 
 
 def load_election(client: redis.Redis, election_id: str) -> Election | None:
@@ -67,7 +78,11 @@ def list_elections(client: redis.Redis) -> list[str]:
 
 class ElectionCache:
     """Definitions by id, fetched once; an unknown id is asked again at most once a second,
-    so an election registered after the worker started is picked up.
+    so an election registered after the worker started is picked up, and so is a replaced
+    definition: a known one's revision is checked at most once a second too.
+
+    ``get`` takes an election id or a ``roll.tally_id``; a tally id of a later revision than the
+    one held fetches it at once (a contribution routed by a worker that saw it first).
 
     ``alive_marker`` is a key the worker keeps in Redis: when it is gone, Redis lost its data,
     and an id missing from it may well be registered (in the durable log, being restored):
@@ -79,13 +94,27 @@ class ElectionCache:
         self._client = client
         self._known: dict[str, ElectionIndex] = {}
         self._missing_since: dict[str, float] = {}
+        self._checked_at: dict[str, float] = {}
         self._retry_after = retry_after
         self._alive_marker = alive_marker
 
     def get(self, election_id: str) -> ElectionIndex | None:
+        election_id, revision = split_tally_id(election_id)
         election = self._known.get(election_id)
         if election is not None:
-            return election
+            now = time.monotonic()
+            if revision <= election.revision and now - self._checked_at[election_id] < self._retry_after:
+                return election
+            self._checked_at[election_id] = now
+            try:
+                current = int(self._client.get(revision_key(election_id)) or election.revision)
+            except redis.RedisError:
+                return election  # checked again next time; the reports go on meanwhile
+            if current <= election.revision:
+                return election
+        return self._fetch(election_id)
+
+    def _fetch(self, election_id: str) -> ElectionIndex | None:
         asked = self._missing_since.get(election_id)
         if asked is not None and time.monotonic() - asked < self._retry_after:
             return None
@@ -102,8 +131,10 @@ class ElectionCache:
             )
         if raw is None:
             self._missing_since[election_id] = time.monotonic()
-            return None
+            return self._known.get(election_id)
+        self._missing_since.pop(election_id, None)
         election = self._known[election_id] = ElectionIndex.from_json(bytes(raw))  # type: ignore[arg-type]
+        self._checked_at[election_id] = time.monotonic()
         # A national roll is a million long-lived objects: keep them out of the garbage
         # collector's full passes, which otherwise pause the worker for hundreds of ms.
         gc.freeze()

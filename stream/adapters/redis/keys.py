@@ -5,6 +5,7 @@ README, "What Redis holds").
 
     soiree:election:<id>                          string  an election definition (PRODUCT.md JSON)
     soiree:elections                              set     the registered election ids
+    soiree:revision:<id>                          string  the revision of an election's definition
     soiree:alive:<random>                         string  a worker's marker: gone = Redis lost its data
     soiree:results:<election>:<level>:<area>      string  an area's Standings JSON
     soiree:{<app>:<table>:<partition>}:data       hash    a Faust table partition (the Redis store)
@@ -22,6 +23,7 @@ __all__ = [
     "PREFIX",
     "ELECTIONS",
     "election_key",
+    "revision_key",
     "alive_marker",
     "results_key",
     "results_pattern",
@@ -37,6 +39,11 @@ ELECTIONS = f"{PREFIX}:elections"
 def election_key(election_id: str) -> str:
     """An election's definition (JSON)."""
     return f"{PREFIX}:election:{election_id}"
+
+
+def revision_key(election_id: str) -> str:
+    """The revision of an election's definition: workers check it to pick up a replaced one."""
+    return f"{PREFIX}:revision:{election_id}"
 
 
 def alive_marker() -> str:
