@@ -35,6 +35,7 @@ from aiohttp import web
 from stream.adapters.redis.keys import ELECTIONS, election_key, results_key
 from stream.domain.messages import NATION, Election
 from stream.domain.regions import REGION_NAMES, region_of
+from stream.domain.roll import ElectionIndex
 from stream.http.api import SETTINGS
 from stream.settings import Settings
 
@@ -84,6 +85,7 @@ UI: dict[str, dict[str, str]] = {
         "embargo_detail": "Aucun résultat n'est publié avant la fermeture des derniers bureaux de vote.",
         "nation": "France",
         "candidate": "Candidat",
+        "party": "Nuance",
         "votes": "Voix",
         "share": "% exprimés",
         "change": "Évolution",
@@ -144,6 +146,7 @@ UI: dict[str, dict[str, str]] = {
         "embargo_detail": "No result is published before the last polling stations close.",
         "nation": "France",
         "candidate": "Candidate",
+        "party": "Party",
         "votes": "Votes",
         "share": "% of valid votes",
         "change": "Change",
@@ -255,6 +258,18 @@ class Definition:
     election: Election
     digest: str
     children: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    index: ElectionIndex | None = None
+
+    def entries(self, level: str, area: str) -> list[tuple[str, str]]:
+        """(id, name) of what an area's votes count: the candidates, or with races, the area's
+        race's candidates (their party named) or, above races, the parties."""
+        if self.index is None or self.election.races is None:
+            return [(c.id, c.name) for c in self.election.candidates]
+        keys, party_of, _ = self.index.view_of(level, area)
+        if party_of is not None:
+            return [(party, party) for party in keys]
+        names = {c.id: f"{c.name} ({c.party})" for race in self.election.races for c in race.candidates}
+        return [(key, names[key]) for key in keys]
 
     @classmethod
     def build(cls, raw: bytes) -> Definition:
@@ -281,7 +296,8 @@ class Definition:
             for level, areas in levels.items():
                 key = _department_order if level == "department" else None
                 ordered[parent][level] = sorted(areas, key=key)
-        return cls(election, hashlib.sha1(raw, usedforsecurity=False).hexdigest(), ordered)
+        index = ElectionIndex.from_json(raw) if election.races is not None else None
+        return cls(election, hashlib.sha1(raw, usedforsecurity=False).hexdigest(), ordered, index)
 
     def name(self, level: str, area: str) -> str:
         known = self.election.areas.get((level, area))
@@ -522,11 +538,12 @@ async def _render(
         keys = [(level, area)] + [(child, a) for child, areas in children.items() for a in areas]
         initial = await state.standings(election_id, keys)
 
+    entries = definition.entries(level, area)
     colours = {
-        c.id: PALETTE[i] if i < len(PALETTE) else f"hsl({(i * 47) % 360} 55% 45%)"
-        for i, c in enumerate(election.candidates)
+        key: PALETTE[i] if i < len(PALETTE) else f"hsl({(i * 47) % 360} 55% 45%)"
+        for i, (key, _) in enumerate(entries)
     }
-    names = {c.id: c.name for c in election.candidates}
+    names = dict(entries)
     area_name = definition.name(level, area)
     esc = html.escape
 
@@ -536,7 +553,7 @@ async def _render(
         "area": area,
         "lang": lang,
         "strings": t,
-        "candidates": [c.id for c in election.candidates],
+        "candidates": [key for key, _ in entries],
         "names": names,
         "colours": colours,
         "children": {child: areas for child, areas in children.items()},
@@ -594,7 +611,8 @@ async def _render(
     add(f'<p class="embargo-detail">{esc(t["embargo_detail"])}</p></div>\n')
 
     add(f'<main id="results" class="results{" is-embargoed" if embargoed else ""}">\n')
-    add(_figures(election, t, esc, colours))
+    by_party = definition.index is not None and definition.index.view_of(level, area)[1] is not None
+    add(_figures(entries, t, esc, colours, t["party"] if by_party else t["candidate"]))
     if level == "nation":
         add(_map_section(state.map_svg, definition, t, esc, colours, children.get("department", [])))
     for child, areas in children.items():
@@ -639,15 +657,17 @@ def _breadcrumbs(definition: Definition, level: str, area: str, suffix: str, t: 
     )
 
 
-def _figures(election: Election, t: dict[str, str], esc: Any, colours: dict[str, str]) -> str:
+def _figures(
+    entries: list[tuple[str, str]], t: dict[str, str], esc: Any, colours: dict[str, str], heading: str
+) -> str:
     rows = []
-    for c in election.candidates:
+    for key, name in entries:
         rows.append(
-            f'<tr data-candidate="{esc(c.id)}"><th scope="row"><span class="swatch" '
-            f'style="background:{colours[c.id]}" aria-hidden="true"></span>{esc(c.name)}</th>'
+            f'<tr data-candidate="{esc(key)}"><th scope="row"><span class="swatch" '
+            f'style="background:{colours[key]}" aria-hidden="true"></span>{esc(name)}</th>'
             '<td class="num votes">—</td><td class="num share">—</td>'
             '<td class="bar-cell"><span class="bar"><span class="bar-fill" '
-            f'style="background:{colours[c.id]};width:0%"></span></span></td>'
+            f'style="background:{colours[key]};width:0%"></span></span></td>'
             '<td class="num change"></td></tr>'
         )
     summary = "".join(
@@ -662,7 +682,7 @@ def _figures(election: Election, t: dict[str, str], esc: Any, colours: dict[str,
         '<span class="meter" aria-hidden="true"><span id="f-reporting-bar" style="width:0%"></span></span>'
         "</div>\n"
         f'<p id="f-as-of" class="as-of">{esc(t["no_results"])}</p>\n'
-        f'<table class="candidates" id="candidates"><thead><tr><th scope="col">{esc(t["candidate"])}</th>'
+        f'<table class="candidates" id="candidates"><thead><tr><th scope="col">{esc(heading)}</th>'
         f'<th scope="col" class="num">{esc(t["votes"])}</th>'
         f'<th scope="col" class="num">{esc(t["share"])}</th>'
         f'<th scope="col" class="bar-cell"><span class="sr-only">{esc(t["share"])}</span></th>'
@@ -682,7 +702,7 @@ def _map_section(
     colours: dict[str, str],
     departments: list[str],
 ) -> str:
-    names = {c.id: c.name for c in definition.election.candidates}
+    names = dict(definition.entries("nation", NATION))
     legend = "".join(
         f'<li><span class="swatch" style="background:{colours[c]}" aria-hidden="true"></span>'
         f"{esc(names[c])}</li>"
