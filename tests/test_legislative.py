@@ -379,3 +379,34 @@ def test_refusals(roll: Election) -> None:
         legislative_scenario(nowhere, "leg")
     with pytest.raises(ValueError, match="round must be 1 or 2"):
         legislative_scenario(small, "leg", round=3)
+
+
+def test_soiree_replay_writes_a_legislative_night_on_a_ministry_roll(
+    data_dir: Path, night: Scenario, tmp_path: Path
+) -> None:
+    """``soiree replay FILE --legislative 1 --save NIGHT``: the generator from the command line,
+    the same night as the function's (same seed), in a scenario file that loads back."""
+    saved = tmp_path / "legislatives.jsonl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "replay",
+            str(data_dir / ROUND_FILES[1]),
+            "--legislative",
+            "1",
+            "--as",
+            night.election.election,
+            "--save",
+            str(saved),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{len(night.reports):,} reports" in done.stdout
+    loaded = load_scenario(saved)
+    assert loaded.election == night.election
+    assert [r.result for r in loaded.reports] == [r.result for r in night.reports]

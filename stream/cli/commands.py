@@ -565,12 +565,29 @@ def replay(
         60.0, help="time compression: 60 plays an hour in a minute; 0 = as fast as possible"
     ),
     as_election: str | None = typer.Option(None, "--as", help="register and replay under this election id"),
+    legislative: int | None = typer.Option(
+        None,
+        help="generate a législatives night (round 1 or 2) on the roll of SCENARIO (a ministry file "
+        "with circonscriptions): one race per circonscription, invented candidates",
+    ),
+    save: Path | None = typer.Option(None, help="write the night to this scenario .jsonl and stop"),
 ) -> None:
     """Replay a recorded or generated night with its timing (registers its election first)."""
     from stream.cli.replay import load_night, run_replay
 
     settings = get_settings()
-    night = load_night(scenario, as_election)
+    try:
+        night = load_night(scenario, as_election, legislative)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    if save is not None:
+        from stream.sources.scenario import write_scenario
+
+        write_scenario(night, save)
+        console.print(
+            f"[green]✔[/] {len(night.reports):,} reports of {escape(night.election.name)} written to {save}"
+        )
+        return
     _register(night.election)
     console.print(
         f"replaying [bold]{night.election.name}[/] ({night.election.election}): "

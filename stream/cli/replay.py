@@ -23,8 +23,15 @@ def renamed(scenario: Scenario, election_id: str) -> Scenario:
     return scenario.model_copy(update={"election": election, "reports": reports})
 
 
-def load_night(name_or_path: str, as_election: str | None = None) -> Scenario:
+def load_night(name_or_path: str, as_election: str | None = None, legislative: int | None = None) -> Scenario:
+    """A night by name or file; with ``legislative`` (a round), a législatives night generated on
+    that night's roll (``sources.legislative``)."""
     scenario = resolve(name_or_path)
+    if legislative is not None:
+        from stream.sources.legislative import legislative_scenario
+
+        election = as_election or f"legislatives-t{legislative}"
+        return legislative_scenario(scenario.election, election, round=legislative)
     return renamed(scenario, as_election) if as_election else scenario
 
 
