@@ -417,7 +417,7 @@ def ingest(
     if report.rejected:
         total = report.accepted + report.rejected + report.repeats
         err.print(f"[red]{report.rejected:,} of {total:,} reports rejected[/]")
-        raise typer.Exit(2 if report.accepted == 0 else 1)
+        raise typer.Exit(2 if report.accepted == 0 and report.repeats == 0 else 1)
 
 
 async def _ingest(settings: Any, definition: Any, file: str, options: Any, client: Any = None) -> Any:
