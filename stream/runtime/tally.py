@@ -360,6 +360,9 @@ class Tallier:
                 self._announce(tx, area, at)
         for department in touched.values():
             if races:
+                race = election.race_of_area.get(("department", department.area))
+                if race is not None and election.races[race].level == "department":  # type: ignore[index]
+                    self._race_seats(election, race, department.state)  # its own seats, before they count
                 department.state.total.seats = self._seats_of_department(department)
             if department.changed:
                 self._announce(tx, department, at)
