@@ -175,6 +175,8 @@ def test_same_seq_other_counts_is_a_conflict_with_both_versions() -> None:
     night = Night(legislative())
     night.run("bureau-results", DUEL)
     night.run("bureau-results", {**DUEL, "reported_at": "2017-06-11T21:00:00+02:00"})  # a repeat
+    spelled_out = report("ZZ001-0001", 1, {"ZZ-01-01": 100, "ZZ-01-02": 0})
+    night.run("bureau-results", spelled_out, {**spelled_out, "votes": {"ZZ-01-01": 100}})  # 0 = left out
     assert night.rejected == []
     other = report("42218-0002", 1, {"42-02-01": 181, "42-02-02": 169}, blank=50)
     night.run("bureau-results", other)

@@ -88,7 +88,7 @@ class Tally:
             and self.voters == other.voters
             and self.blank == other.blank
             and self.invalid == other.invalid
-            and self.votes == other.votes
+            and _nonzero(self.votes) == _nonzero(other.votes)  # a candidate left out has 0
             and (self.status or [0, 0, 0]) == (other.status or [0, 0, 0])
         )
 
@@ -194,6 +194,10 @@ class Comparison:
 
     def copy(self) -> Comparison:
         return Comparison(self.reference.copy(), self.current.copy())
+
+
+def _nonzero(votes: dict[str, int]) -> dict[str, int]:
+    return {candidate: count for candidate, count in votes.items() if count}
 
 
 def utc_text(moment: datetime | None) -> str:
