@@ -5,6 +5,7 @@ by hand from the reports below.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -324,3 +325,27 @@ def test_a_race_over_a_whole_department_counts_its_seat_in_the_same_chunk() -> N
     assert nation.seats is not None and {p: (s.won, s.decided) for p, s in nation.seats.items()} == {
         "Q": (1, 1)
     }
+
+
+def test_the_legislatives_example_of_config_elects_and_qualifies_as_worked_out_by_hand() -> None:
+    """config/elections/legislatives-example.json and its results: in 42-01, 300 of 502 expressed
+    and of 1,000 registered (>= 250) elect 42-01-01; in 42-02, 382 of 752 is a majority but under
+    400 (25 % of 1,600): both, over 200 (12.5 %), go to the second round."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    definition = orjson.loads((root / "elections/legislatives-example.json").read_bytes())
+    night = Night(definition)
+    lines = (root / "results/legislatives-example.jsonl").read_bytes().splitlines()
+    night.run("bureau-results", *(orjson.loads(line) for line in lines))
+    e = definition["election"]
+    first = night.standings(e, "circonscription", "42-01")
+    assert first.votes == {"42-01-01": 300, "42-01-02": 130, "42-01-03": 72} and first.elected == ["42-01-01"]
+    second = night.standings(e, "circonscription", "42-02")
+    assert second.votes == {"42-02-01": 382, "42-02-02": 370}
+    assert (second.elected, second.qualified) == ([], ["42-02-01", "42-02-02"])
+    nation = night.standings(e, "nation", "FR")
+    assert nation.votes == {"REM": 682, "LR": 130, "FN": 72, "FI": 370}
+    assert nation.seats is not None and {p: (s.won, s.decided) for p, s in nation.seats.items()} == {
+        "REM": (1, 1)
+    }
+    assert nation.bureaux_by_status == {"provisional": 3, "definitive": 1, "annulled": 0}
+    assert night.rejected == []
