@@ -349,3 +349,24 @@ def test_the_legislatives_example_of_config_elects_and_qualifies_as_worked_out_b
     }
     assert nation.bureaux_by_status == {"provisional": 3, "definitive": 1, "annulled": 0}
     assert night.rejected == []
+
+
+def test_soiree_results_says_who_is_elected_who_goes_through_and_the_seats() -> None:
+    from rich.console import Console
+
+    from stream.cli.views import standings_table
+
+    night = Night(legislative())
+    night.run("bureau-results", FIRST, SECOND, DUEL)
+    night.run("bureau-results", {**DUEL, "seq": 2, "status": "definitive"})
+
+    def shown(level: str, area: str) -> str:
+        console = Console(width=200, record=True)
+        console.print(standings_table(night.standings("leg", level, area)))
+        return console.export_text()
+
+    assert "elected: 42-01-01" in shown("circonscription", "42-01")
+    duel = shown("circonscription", "42-02")
+    assert "second round: 42-02-01, 42-02-02" in duel and "definitive 1 · annulled 0 bureaux" in duel
+    nation = shown("nation", "FR")
+    assert "seats: REM 1 (1 decided)" in nation and "party" in nation.splitlines()[2]

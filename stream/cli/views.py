@@ -24,9 +24,29 @@ def standings_table(standings: Standings) -> Table:
         f"blank {standings.blank:,} · invalid {standings.invalid:,} · "
         f"{standings.bureaux_reported:,}/{standings.bureaux_total:,} bureaux"
     ]
-    if standings.decided:
+    statuses = standings.bureaux_by_status or {}
+    if statuses.get("definitive") or statuses.get("annulled"):
+        caption.append(
+            f"definitive {statuses.get('definitive', 0):,} · annulled {statuses.get('annulled', 0):,} bureaux"
+        )
+    if standings.race is not None:
+        if standings.elected:
+            caption.append(f"elected: {', '.join(standings.elected)}")
+        elif standings.qualified:
+            caption.append(f"second round: {', '.join(standings.qualified)}")
+        else:
+            caption.append("not settled yet")
+    elif standings.decided:
         called = ", ".join(standings.qualified) if standings.qualified else standings.leader
         caption.append(f"decided: {called}")
+    if standings.seats:
+        caption.append(
+            "seats: "
+            + ", ".join(
+                f"{party} {seats.won} ({seats.decided} decided)"
+                for party, seats in sorted(standings.seats.items(), key=lambda item: -item[1].won)
+            )
+        )
     if standings.turnout_at:
         caption.append("turnout at " + ", ".join(f"{h} {v:.2f} %" for h, v in standings.turnout_at.items()))
     change = standings.change
@@ -43,7 +63,8 @@ def standings_table(standings: Standings) -> Table:
         min_width=64,
         caption="\n".join(caption),
     )
-    table.add_column("candidate")
+    by_party = standings.race is None and standings.seats is not None
+    table.add_column("party" if by_party else "candidate")
     table.add_column("votes", justify="right")
     table.add_column("share", justify="right")
     points = change.shares_points if change is not None else {}
