@@ -164,7 +164,7 @@ def check_presidential(
         assert entry.department_name == labels[row["departement"]]
         number = int(row["circonscription"])
         assert entry.circonscription == f"{row['departement']}-{number:02d}"
-        assert entry.circonscription_name == circ_label(number)
+        assert entry.circonscription_name == f"{labels[row['departement']]}, {circ_label(number)}"
         assert entry.registered == int(row["inscrits"])
         assert entry.race is None
     for result, row in zip(results, rows):
@@ -396,9 +396,10 @@ def test_legislative_races_candidates_and_parties(legislative, department_labels
     assert definition.races is not None
     assert [race.race for race in definition.races] == list(races)  # in file order
     assert len(races) == 5 + 2 + 6 + 18 + 11  # Ain, Corse-du-Sud, Loire, Paris, abroad
+    names = {entry.circonscription: entry.department_name for entry in definition.bureaux}
     for race in definition.races:
         number = int(race.race[-2:])
-        assert race.name == circ_label(number)
+        assert race.name == f"{names[race.race]}, {circ_label(number)}"  # the file's label is ambiguous alone
         assert race.area.model_dump() == {"level": "circonscription", "id": race.race}
         assert (race.seats, race.rules) == (1, "legislative")
         assert [(c.id, c.name, c.party) for c in race.candidates] == [

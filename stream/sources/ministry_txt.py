@@ -471,7 +471,10 @@ def definition_from_txt(path: Path, election: str, name: str | None = None, roun
             if place.circonscription is not None and place.number is not None:
                 circ = place.circonscription
                 if circ not in circ_names:
-                    circ_names[circ] = fields[columns[_CIRC_NAME]].strip() or circonscription_name(
+                    label = fields[columns[_CIRC_NAME]].strip()
+                    if label and department_name and department_name.lower() not in label.lower():
+                        label = f"{department_name}, {label}"  # the ministry's "1ère circonscription"
+                    circ_names[circ] = label or circonscription_name(
                         department_name or place.department, place.number
                     )
                 entry["circonscription"] = circ
