@@ -261,6 +261,7 @@ def make_standings(
         "turnout_at": (_turnout_at(total.turnout_at) or None) if total.turnout_at else None,
         "reference": None,
         "change": None,
+        "seq": None,  # a bureau's: the seq of the report counted (``bureau_standings``)
         "race": None if race is None else race.race,
         "elected": elected,
         "seats": None
