@@ -111,14 +111,20 @@ def _options(
 
 # -- infrastructure ---------------------------------------------------------------------------
 @app.command()
-def up() -> None:
+def up(
+    secure: bool = typer.Option(
+        False,
+        help="a locked-down Kafka (SASL/SCRAM over TLS with a local CA, ACLs per principal: ingest, "
+        "worker, reader) and Redis with ACL users, as in production",
+    ),
+) -> None:
     """Start local Kafka (KRaft) and Redis unless they already answer; idempotent."""
     from stream.adapters.kafka.topics import ensure_topics
     from stream.devstack import services as infra
 
     settings = get_settings()
     try:
-        statuses = infra.up(settings, console)
+        statuses = infra.up(settings, console, secure=secure) if secure else infra.up(settings, console)
         asyncio.run(ensure_topics(settings))
     except Exception as exc:  # noqa: BLE001 - any failure here is shown as one clear line
         fail(str(exc))
