@@ -124,7 +124,7 @@ def up(
 
     settings = get_settings()
     try:
-        statuses = infra.up(settings, console, secure=secure) if secure else infra.up(settings, console)
+        statuses = infra.up(settings, console, secure=secure)
         asyncio.run(ensure_topics(settings))
     except Exception as exc:  # noqa: BLE001 - any failure here is shown as one clear line
         fail(str(exc))
