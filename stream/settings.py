@@ -132,6 +132,16 @@ class Settings(BaseSettings):
     sse_buffer: int = Field(
         20000, ge=100, description="recent events each `serve` keeps for resuming streams"
     )
+    sources_file: Path = Field(
+        Path("config/sources.toml"), description="who may report what: sources, scopes, token hashes, keys"
+    )
+    ingest_rate: float = Field(
+        10.0, gt=0, description="HTTP ingest: requests per second a source may make (then 429)"
+    )
+    ingest_burst: int = Field(20, ge=1, description="HTTP ingest: requests a source may make at once")
+    audit_topic: str = Field(
+        "ingest-audit", description="every refused HTTP ingest request (never its token)"
+    )
     home: Path = Field(Path(".soiree"), description="local state: Kafka jars, broker and Redis data, pids")
     results_topic: str = Field("bureau-results", description="where bureaux publish (contract name)")
     turnout_topic: str = Field("turnout-reports", description="turnout at 12:00 and 17:00, before the count")

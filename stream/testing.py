@@ -153,6 +153,7 @@ def private_settings(base: Settings, app_id: str, **overrides: Any) -> Settings:
             results_topic=f"{app_id}-results",
             turnout_topic=f"{app_id}-turnout",
             rejected_topic=f"{app_id}-rejected",
+            audit_topic=f"{app_id}-audit",
             updates_topic=f"{app_id}-updates",
             elections_topic=f"{app_id}-elections",
             **overrides,

@@ -71,6 +71,8 @@ class Stack:
             SOIREE_RESULTS_TOPIC=s.results_topic,
             SOIREE_TURNOUT_TOPIC=s.turnout_topic,
             SOIREE_REJECTED_TOPIC=s.rejected_topic,
+            SOIREE_AUDIT_TOPIC=s.audit_topic,
+            SOIREE_SOURCES_FILE=str(s.sources_file),
             SOIREE_UPDATES_TOPIC=s.updates_topic,
             SOIREE_ELECTIONS_TOPIC=s.elections_topic,
             SOIREE_TURNOUT_STEP=str(s.turnout_step),

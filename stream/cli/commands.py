@@ -24,6 +24,10 @@ election_app = typer.Typer(help="Register and inspect election definitions.", no
 app.add_typer(election_app, name="election")
 operator_app = typer.Typer(help="Operators: who may see results before publish_after.", no_args_is_help=True)
 app.add_typer(operator_app, name="operator")
+source_app = typer.Typer(
+    help="Sources: who may report what (HTTP ingest, signed reports).", no_args_is_help=True
+)
+app.add_typer(source_app, name="source")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long
@@ -394,6 +398,12 @@ def ingest(
     status: str | None = typer.Option(None, help="every report's status: provisional, definitive, annulled"),
     rate: float | None = typer.Option(None, help="publish at most N results per second"),
     dry_run: bool = typer.Option(False, help="validate only, publish nothing"),
+    sign_with: Path | None = typer.Option(
+        None, help="sign every report with this Ed25519 private key (PEM; `soiree source keygen`)"
+    ),
+    source: str | None = typer.Option(
+        None, help="the signing source's id (default: the source whose public key matches)"
+    ),
 ) -> None:
     """Validate and publish results; invalid lines go to bureau-results-rejected with their reason.
 
@@ -410,6 +420,10 @@ def ingest(
     problem = options.check()
     if problem:
         fail(problem)
+    if sign_with is not None:
+        options = options.signed(_signer(settings, sign_with, source))
+    elif definition.require_signature:
+        fail(f"election {election} requires signed reports: give --sign-with KEY (a source's private key)")
     report = asyncio.run(_ingest(settings, definition, file, options, client))
     verb = "validated" if dry_run else "published"
     repeats = f", {report.repeats:,} already applied (skipped)" if report.repeats else ""
@@ -424,6 +438,36 @@ def ingest(
         total = report.accepted + report.rejected + report.repeats
         err.print(f"[red]{report.rejected:,} of {total:,} reports rejected[/]")
         raise typer.Exit(2 if report.accepted == 0 and report.repeats == 0 else 1)
+
+
+def _signer(settings: Any, key_file: Path, source_id: str | None) -> Any:
+    """(source id, private key) for ``--sign-with``: the source named, or the one whose public key
+    is the key's; fails with what to do when there is none."""
+    from stream.auth.registry import read_sources
+    from stream.auth.signatures import load_private_key, public_key_text
+
+    try:
+        key = load_private_key(key_file)
+        sources = read_sources(settings.sources_file)
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    mine = public_key_text(key.public_key())
+    matching = [
+        s.id for s in sources.values() if s.public_key is not None and public_key_text(s.public_key) == mine
+    ]
+    if source_id is None:
+        if not matching:
+            fail(
+                f"no source in {settings.sources_file} has the public key of {key_file}; add one with "
+                f"`soiree source add ID --scope … --public-key {key_file.with_suffix('.pub')}`, "
+                "or give --source"
+            )
+        source_id = matching[0]
+    elif source_id not in matching:
+        err.print(
+            f"[yellow]warning:[/] source {escape(source_id)} does not have this key: workers will refuse"
+        )
+    return source_id, key
 
 
 async def _ingest(settings: Any, definition: Any, file: str, options: Any, client: Any = None) -> Any:
@@ -716,6 +760,102 @@ def operator_add(
         fail(str(exc))
     err.print(f"operator {name} added to {settings.operators_file}; the token is shown once:")
     print(token, flush=True)
+
+
+@source_app.command("add")
+def source_add(
+    source_id: str = typer.Argument(..., metavar="ID", help="the source's id (a prefecture, a town hall)"),
+    scope: str = typer.Option(
+        ..., help="what it may report: LEVEL:AREA[,LEVEL:AREA…] (department:42, commune:69123, bureau:…)"
+    ),
+    election: str | None = typer.Option(None, help="only this election (every election without it)"),
+    public_key: Path | None = typer.Option(None, help="its Ed25519 public key (PEM), to sign reports"),
+    replace: bool = typer.Option(False, help="renew an existing source (its old token stops working)"),
+) -> None:
+    """Add a source; prints its bearer token once (only an scrypt hash of it is kept)."""
+    from stream.auth.registry import SourceExists, add_source
+
+    settings = get_settings()
+    try:
+        token = add_source(settings.sources_file, source_id, scope, election, public_key, replace)
+    except SourceExists as exc:
+        fail(str(exc))
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"[green]✔[/] source [bold]{escape(source_id)}[/] in {settings.sources_file}; its token:")
+    print(token)  # plain, alone on its line: the only time it is shown
+    err.print(
+        "keep it secret: it is shown only now (POST /api/elections/{id}/reports, Authorization: Bearer …)"
+    )
+
+
+@source_app.command("keygen")
+def source_keygen(
+    prefix: Path = typer.Argument(..., help="writes PREFIX.key (private, 0600) and PREFIX.pub"),
+) -> None:
+    """Make an Ed25519 key pair for signing reports (give PREFIX.pub to `source add --public-key`)."""
+    from stream.auth.signatures import write_key_pair
+
+    try:
+        private, public = write_key_pair(prefix)
+    except FileExistsError:
+        fail(f"{prefix}.key already exists; choose another prefix")
+    except OSError as exc:
+        fail(f"cannot write {prefix}.key: {exc.strerror}")
+    console.print(f"[green]✔[/] private key {private} (keep it with the source), public key {public}")
+
+
+@app.command()
+def verify(
+    file: Path = typer.Argument(
+        ..., help="reports (JSON Lines) or dead letters (their payloads are checked)"
+    ),
+) -> None:
+    """Check the signatures of a file of reports, offline, against the sources file (and, when
+    Redis has the election, each source's scope)."""
+    from stream.auth.registry import Sources
+    from stream.auth.signatures import signature_matches
+
+    settings = get_settings()
+    sources = Sources(settings.sources_file)
+    try:
+        lines = file.read_bytes().splitlines()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    good = bad = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if isinstance(data, dict) and "reason" in data and isinstance(data.get("payload"), str):
+                data = json.loads(data["payload"])  # a dead letter: its report
+        except ValueError:
+            console.print(f"line {number}: not JSON", markup=False, highlight=False)
+            bad += 1
+            continue
+        name = data.get("source") if isinstance(data, dict) else None
+        source = sources.get(name) if isinstance(name, str) else None
+        if not isinstance(data, dict) or not isinstance(data.get("signature"), str) or name is None:
+            problem = "unsigned"
+        elif source is None:
+            problem = f"unknown source {name!r}"
+        elif source.public_key is None:
+            problem = f"source {name} has no public key"
+        elif not signature_matches(data, source.public_key):
+            problem = f"bad signature (not by {name}'s key, or altered after signing)"
+        else:
+            problem = None
+        place = (data.get("bureau") or data.get("commune")) if isinstance(data, dict) else None
+        if problem is None:
+            good += 1
+            console.print(f"line {number}: ok, signed by {name} ({place})", markup=False, highlight=False)
+        else:
+            bad += 1
+            console.print(f"line {number}: {problem} ({place})", markup=False, highlight=False)
+    console.print(f"{good:,} signed correctly, {bad:,} not")
+    if bad:
+        raise typer.Exit(1)
 
 
 def main() -> None:

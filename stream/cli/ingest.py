@@ -14,7 +14,7 @@ import gzip
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import redis
 
 from stream.adapters.kafka.publisher import IngestReport, check_line, check_turnout_line
 from stream.adapters.redis.keys import results_key
+from stream.auth.signatures import sign
 from stream.domain.messages import STATUSES, Election, InvalidResult
 from stream.errors import MinistryFormatError
 
@@ -43,6 +44,11 @@ class IngestOptions:
     #: for the whole file: every report's seq and status (a file's own values are replaced)
     seq: int | None = None
     status: str | None = None
+    #: (source id, Ed25519 private key): every report signed (``--sign-with``)
+    signer: tuple[str, Any] | None = None
+
+    def signed(self, signer: tuple[str, Any]) -> IngestOptions:
+        return replace(self, signer=signer)
 
     def check(self) -> str | None:
         """Why these options cannot work together, or None."""
@@ -175,10 +181,15 @@ class Ingest:
         """The report as a dict, or None after recording why it is refused."""
         checker = check_turnout_line if self.turnout else check_line
         try:
-            return checker(_overridden(raw, self.options), self.definition, max_bytes)
+            report = checker(_overridden(raw, self.options), self.definition, max_bytes)
         except InvalidResult as exc:
             self.report.reject(where, str(exc))
             return None
+        if self.options.signer is not None:
+            source, key = self.options.signer
+            report["source"] = source
+            report["signature"] = sign(report, key)
+        return report
 
     def against_applied(
         self, batch: list[tuple[str, bytes, dict[str, Any]]]

@@ -166,6 +166,9 @@ class Election(BaseModel):
         None, description="no result or event is served over HTTP before (operators excepted)"
     )
     rehearsal: bool = Field(False, description="a rehearsal: the page says so on every screen")
+    require_signature: bool = Field(
+        False, description="every report must be signed by a source whose scope holds its bureau"
+    )
     revision: Annotated[int, Field(ge=1)] = Field(
         1, description="the definition's revision: `election create --replace` registers the next one"
     )
@@ -369,6 +372,12 @@ class BureauResult(BaseModel):
     status: ReportStatus = Field(
         "provisional", description="definitive once proclaimed; annulled: counted nowhere, shown as annulled"
     )
+    source: Identifier | None = Field(None, description="the source that signed it (signed reports)")
+    signature: str | None = Field(
+        None,
+        max_length=200,
+        description="Ed25519 over the report's canonical JSON without this field, base64",
+    )
 
     @model_validator(mode="after")
     def _ballots_add_up(self) -> BureauResult:
@@ -530,6 +539,7 @@ class Rejection(BaseModel):
     applied: str | None = Field(
         None, description="a conflict: the report already applied with the same seq (JSON text)"
     )
+    source: str | None = Field(None, description="the source that sent it over HTTP, when one did")
     key: str | None = None
     topic: str | None = None
     partition: int | None = None

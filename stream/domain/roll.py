@@ -112,6 +112,7 @@ class ElectionIndex:
         self.tally_id = tally_id(self.election, self.revision)
         self.compare_to: str | None = definition.get("compare_to")
         self.qualify: int | None = definition.get("qualify")
+        self.require_signature: bool = definition.get("require_signature", False)
         self.round: int = definition.get("round", 1)
         #: the embargo, as the definition's ISO-8601 text (events carry it)
         self.publish_after: str | None = definition.get("publish_after")

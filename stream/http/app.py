@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from stream.adapters.redis.reader import RedisReader
-from stream.http import api, events, page
+from stream.http import api, events, ingest, page
 from stream.http.api import DEFINITIONS, READER, SETTINGS, Definitions
 from stream.http.embargo import TOKENS, OperatorTokens, SafeAccessLogger
 from stream.http.errors import error_middleware
@@ -43,5 +43,6 @@ def create_web_app(settings: Settings) -> web.Application:
     app.on_cleanup.append(close_redis)
     api.setup(app)  # elections, results, health, metrics
     events.setup(app)  # the Server-Sent Events stream
+    ingest.setup(app)  # reports from authenticated sources
     page.setup(app)  # the live page and its static files
     return app

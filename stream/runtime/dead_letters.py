@@ -14,13 +14,14 @@ from typing import Any, Protocol
 import orjson
 from faust.types import EventT, ProducerT
 
+from stream.adapters.kafka.topics import SOURCE_HEADER
 from stream.domain.contributions import reports_of
 from stream.domain.messages import make_rejection
 from stream.runtime import metrics
 from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import through_outages
 
-__all__ = ["Record", "DeadLetters", "internal_error"]
+__all__ = ["Record", "DeadLetters", "internal_error", "SOURCE_HEADER", "source_header"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,16 @@ class Record(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+def source_header(message: Any) -> str | None:
+    """The source a report came from (its ``soiree-source`` header), if it has one."""
+    headers = getattr(message, "headers", None) or ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    for name, value in items:
+        if name == SOURCE_HEADER and value:
+            return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 def internal_error(exc: Exception) -> str:
@@ -72,6 +83,7 @@ class DeadLetters:
             partition=message.partition,
             offset=message.offset,
             applied=None if applied is None else applied.decode(),
+            source=source_header(message),
         )
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         metrics.count_rejection(reason)

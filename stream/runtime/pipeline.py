@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from faust.types import EventT, ProducerT, TableT
 
 from stream.adapters.redis.elections import ElectionCache
+from stream.auth.registry import Sources
 from stream.domain.aggregation import AreaState
 from stream.runtime.dead_letters import DeadLetters, Record
 from stream.runtime.redis_watch import RedisWatch
@@ -64,6 +65,7 @@ class Pipeline:
             self.dead_letters,
             settings.max_message_bytes,
             settings.turnout_topic,
+            Sources(settings.sources_file),
         )
         self.tallier = Tallier(
             settings, elections, areas, producer, nation, self.dead_letters, self.standings

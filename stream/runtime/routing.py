@@ -6,12 +6,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from faust.types import ProducerT
 
 from stream.adapters.redis.elections import ElectionCache
+from stream.auth.registry import Sources
+from stream.auth.verification import signature_problem
 from stream.domain.aggregation import Tally, turnout_child, utc_text
 from stream.domain.contributions import BureauRow, department_message
 from stream.domain.messages import InvalidResult, validate_result, validate_turnout
+from stream.domain.roll import ElectionIndex
 from stream.runtime import metrics
 from stream.runtime.dead_letters import DeadLetters, Record, internal_error
 from stream.runtime.faust.outbox import Outbox
@@ -31,8 +35,11 @@ class Router:
         dead_letters: DeadLetters,
         max_message_bytes: int,
         turnout_topic: str = "turnout-reports",
+        sources: Sources | None = None,
     ) -> None:
         self.turnout_topic = turnout_topic
+        #: who may sign what, for elections that require signatures (``auth.verification``)
+        self.sources = sources
         self.elections = elections
         self.producer = producer
         self.contributions = contributions
@@ -82,9 +89,20 @@ class Router:
         election = self.elections.get(result.election)
         if election is None:  # validate_result found it: a bug, dead-lettered as such by _route
             raise RuntimeError(f"election {result.election!r} validated but not found")
+        if election.require_signature:
+            self._check_signature(record, election, f"bureau {result.bureau}")
         entry = election.roll[result.bureau]
         tally = Tally.of_result(result, entry.registered)
         return election.tally_id, entry.department, [result.bureau, result.seq, tally.to_json()]
+
+    def _check_signature(self, record: Record, election: ElectionIndex, where: str) -> None:
+        """InvalidResult unless the report is signed by a source whose scope holds it."""
+        data = orjson.loads(record.value or b"")  # valid JSON: it was validated
+        name = data.get("source")
+        source = self.sources.get(name) if self.sources is not None and isinstance(name, str) else None
+        problem = signature_problem(data, source, election)
+        if problem is not None:
+            raise InvalidResult(f"{where}: {problem}")
 
     def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any]]:
         """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally
@@ -99,6 +117,10 @@ class Router:
         election = self.elections.get(report.election)
         if election is None:  # validate_turnout found it: a bug, dead-lettered as such by _route
             raise RuntimeError(f"election {report.election!r} validated but not found")
+        if election.require_signature:
+            self._check_signature(
+                record, election, f"{'bureau' if report.bureau else 'commune'} {report.place}"
+            )
         if report.bureau is not None:
             placement = election.roll[report.bureau]
             commune, registered = placement.commune, placement.registered

@@ -21,6 +21,7 @@ __all__ = [
     "topic_partitions",
     "check_created",
     "ELECTIONS_MAX_MESSAGE_BYTES",
+    "SOURCE_HEADER",
 ]
 
 #: A definition is one message, gzipped: a million-bureau roll is 120 MB of JSON (bench/growth.py),
@@ -42,6 +43,10 @@ def nation_topic(settings: Settings) -> str:
     return f"{settings.app_id}-nation-contributions"
 
 
+#: The Kafka header naming the source of a report that came through HTTP ingest.
+SOURCE_HEADER = "soiree-source"
+
+
 def changelog_topic(settings: Settings) -> str:
     """The ``areas`` table's changelog (created by Faust when a worker starts)."""
     return f"{settings.app_id}-areas-changelog"
@@ -59,6 +64,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     )
     wanted = dict.fromkeys(names, settings.partitions)
     wanted[settings.elections_topic] = 1  # read whole by every worker: one partition keeps it simple
+    wanted[settings.audit_topic] = 1  # a few refused requests: in their order
     return wanted
 
 

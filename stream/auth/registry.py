@@ -1,0 +1,155 @@
+"""The sources file (``settings.sources_file``, TOML): who may report what.
+
+::
+
+    [sources."prefecture-42"]
+    token_hash = "scrypt$16384$8$1$…"        # the token itself is printed once, never stored
+    scope = ["department:42"]                # stream/domain/scopes.py
+    election = "pres2017-t1"                 # optional: every election without it
+    public_key = "…"                         # optional: Ed25519, base64 of the 32 raw bytes
+    created = "2026-11-30T21:00:00+00:00"
+
+``soiree source add`` writes it (mode 0600); ``serve`` and the workers read it, and read it again
+when it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from stream.auth.signatures import load_public_key, public_key_from_text, public_key_text
+from stream.auth.tokens import TokenCache, hash_token, new_token, source_of_token
+from stream.domain.scopes import ScopeEntry, parse_scope
+
+__all__ = ["Source", "Sources", "SourceExists", "add_source", "read_sources"]
+
+log = logging.getLogger(__name__)
+
+
+class SourceExists(ValueError):
+    """``source add`` of an id already in the file, without ``--replace``."""
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    token_hash: str
+    scope: tuple[ScopeEntry, ...]
+    election: str | None = None
+    public_key: Ed25519PublicKey | None = None
+
+    def for_election(self, election: str) -> bool:
+        return self.election is None or self.election == election
+
+
+def _entries(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    with path.open("rb") as file:
+        data = tomllib.load(file)
+    sources = data.get("sources", {})
+    return {name: entry for name, entry in sources.items() if isinstance(entry, dict)}
+
+
+def read_sources(path: Path) -> dict[str, Source]:
+    """Every source of the file; ValueError naming the source and what is wrong with it."""
+    found = {}
+    for source_id, entry in _entries(path).items():
+        try:
+            scope = tuple(parse_scope(",".join(entry.get("scope", []))))
+            key_text = entry.get("public_key")
+            key = public_key_from_text(key_text) if key_text else None
+        except ValueError as exc:
+            raise ValueError(f"{path}: source {source_id!r}: {exc}") from None
+        found[source_id] = Source(
+            source_id, str(entry.get("token_hash", "")), scope, entry.get("election"), key
+        )
+    return found
+
+
+def add_source(
+    path: Path,
+    source_id: str,
+    scope: str,
+    election: str | None = None,
+    public_key: Path | None = None,
+    replace: bool = False,
+) -> str:
+    """Add (or with ``replace``, renew) a source; returns its token, which is stored nowhere."""
+    if not source_id or ":" in source_id or len(source_id) > 64 or not source_id.isprintable():
+        raise ValueError(f"source id {source_id!r}: 1 to 64 printable characters, no ':'")
+    entries = _entries(path)
+    if source_id in entries and not replace:
+        raise SourceExists(f"source {source_id!r} already exists in {path}; --replace makes a new token")
+    entry: dict[str, Any] = {"scope": [str(e) for e in parse_scope(scope)]}
+    if election:
+        entry["election"] = election
+    if public_key is not None:
+        entry["public_key"] = public_key_text(load_public_key(public_key))
+    token = new_token(source_id)
+    entry["token_hash"] = hash_token(token)
+    entry["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    entries[source_id] = entry
+    lines = ["# Sources: who may report what (`soiree source add`). Tokens are kept as scrypt hashes.", ""]
+    for one, values in sorted(entries.items()):
+        lines.append(f"[sources.{json.dumps(one)}]")
+        lines.extend(
+            f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in sorted(values.items())
+        )
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write("\n".join(lines))
+    os.replace(temporary, path)
+    return token
+
+
+class Sources:
+    """The sources file, read again when its mtime changes (a bad file keeps the last good one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._sources: dict[str, Source] = {}
+        self._tokens = TokenCache()
+        self._reload()
+
+    def _reload(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._sources = None, {}
+            return
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            self._sources = read_sources(self.path)
+        except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+            log.error("cannot read the sources file %s: %s; keeping the previous sources", self.path, exc)
+            return
+        self._stamp = stamp
+
+    def get(self, source_id: str) -> Source | None:
+        self._reload()
+        return self._sources.get(source_id)
+
+    def authenticate(self, token: str) -> Source | None:
+        """The source whose token this is, or None (a wrong token costs one scrypt check)."""
+        source_id = source_of_token(token)
+        source = self.get(source_id) if source_id else None
+        if source is None or not self._tokens.matches(token, source.token_hash):
+            return None
+        return source
