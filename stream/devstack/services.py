@@ -595,10 +595,14 @@ def _start_redis(settings: Settings, console: Console | None) -> ServiceStatus:
 def up(settings: Settings, console: Console | None = None, secure: bool = False) -> list[ServiceStatus]:
     """Make Kafka then Redis answer at the configured addresses, starting only what is missing.
 
+    ``secure``: the locked-down stack of ``stream.devstack.secure`` instead, in ``home/secure``.
     Idempotent. Raises ``InfraError`` (pointing at the log file) when a service cannot start.
     """
-    if secure:
-        raise InfraError("soiree up --secure is not available yet")
+    if secure:  # a stack of its own, locked down: stream/devstack/secure.py
+        from stream.devstack import secure as secure_stack
+
+        with _lock(settings):
+            return secure_stack.up(settings, console)
     statuses: list[ServiceStatus] = []
     with _lock(settings):
         if kafka_answers(settings.kafka_bootstrap):
@@ -641,7 +645,7 @@ def down(
     SIGKILL; never anything else.
 
     ``only`` limits it to some of ``"serve"``, ``"kafka"``, ``"redis"`` (the test session stops
-    just what it started).
+    just what it started), ``"secure"`` (the stack of ``up(secure=True)``).
     """
     statuses: list[ServiceStatus] = []
     addresses = {
@@ -650,6 +654,10 @@ def down(
         "serve": f"port {settings.serve_port}",
     }
     with _lock(settings):
+        if only is None or "secure" in only:
+            from stream.devstack import secure as secure_stack
+
+            statuses.extend(secure_stack.down(settings, console))
         for name in ("serve", "redis", "kafka"):  # reverse start order
             if only is not None and name not in only:
                 continue

@@ -2,8 +2,9 @@
 
 A contribution message (topics ``<app>-contributions`` and ``<app>-nation-contributions``)::
 
-    {"e": election, "l": "department", "a": "42",  "c": [[bureau, seq, tally], ...]}
-        (a turnout report's row: [child, seq, tally, commune, bureau or null], child = "<place>|<hour>")
+    {"e": election, "l": "department", "a": "42",  "c": [[bureau, seq, tally(, source)], ...]}
+        (source: the source of a report that came through HTTP ingest, its dead letters' source;
+        a turnout report's row: [child, seq, tally, commune, bureau or null], child = "<place>|<hour>")
     {"e": election, "l": "nation",     "a": "FR",  "c": [[department, version, tally, cause], ...]}
 
 with ``tally = [bureaux, registered, voters, blank, invalid, {candidate: votes}, as_of, comparison,
@@ -24,6 +25,7 @@ from stream.domain.roll import split_tally_id
 
 __all__ = [
     "BureauRow",
+    "TURNOUT_ROW",
     "DepartmentRow",
     "department_message",
     "nation_message",
@@ -31,8 +33,9 @@ __all__ = [
     "report_of_row",
 ]
 
-#: [bureau, seq, tally]
+#: [bureau, seq, tally] or [bureau, seq, tally, source]; a turnout report's has ``TURNOUT_ROW`` items
 BureauRow = list[Any]
+TURNOUT_ROW = 5
 #: [department, version, tally, cause]
 DepartmentRow = list[Any]
 
@@ -69,7 +72,7 @@ def report_of_row(election: str, row: list[Any]) -> tuple[str, dict[str, Any]]:
     child, seq, tally = row[0], row[1], row[2]
     _, registered, voters, blank, invalid, votes, *extra = tally
     as_of = extra[0] if extra else ""
-    if len(row) > 3:  # a turnout report: [place|hour, seq, tally, commune, bureau or None]
+    if len(row) == TURNOUT_ROW:  # a turnout report: [place|hour, seq, tally, commune, bureau or None]
         place, hour = child.split("|", 1)
         _, turnout_voters = tally[8][hour]
         report = {"election": election, "at_hour": hour, "voters": turnout_voters, "seq": seq}

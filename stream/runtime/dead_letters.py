@@ -70,6 +70,7 @@ class DeadLetters:
         payload: bytes | None = None,
         key: bytes | None = None,
         applied: bytes | None = None,
+        source: str | None = None,
     ) -> None:
         """Dead-letter ``message`` (or ``payload``, under ``key``, found in it) with ``reason``;
         ``applied``: for a conflict, the report already applied in its place."""
@@ -83,7 +84,7 @@ class DeadLetters:
             partition=message.partition,
             offset=message.offset,
             applied=None if applied is None else applied.decode(),
-            source=source_header(message),
+            source=source or source_header(message),
         )
         log.warning("Rejected %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         metrics.count_rejection(reason)

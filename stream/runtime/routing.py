@@ -17,7 +17,7 @@ from stream.domain.contributions import BureauRow, department_message
 from stream.domain.messages import InvalidResult, validate_result, validate_turnout
 from stream.domain.roll import ElectionIndex
 from stream.runtime import metrics
-from stream.runtime.dead_letters import DeadLetters, Record, internal_error
+from stream.runtime.dead_letters import DeadLetters, Record, internal_error, source_header
 from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
 
@@ -93,7 +93,11 @@ class Router:
             self._check_signature(record, election, f"bureau {result.bureau}")
         entry = election.roll[result.bureau]
         tally = Tally.of_result(result, entry.registered)
-        return election.tally_id, entry.department, [result.bureau, result.seq, tally.to_json()]
+        row = [result.bureau, result.seq, tally.to_json()]
+        source = source_header(record)
+        if source is not None:  # its dead letters in the tally (a conflict) name it too
+            row.append(source)
+        return election.tally_id, entry.department, row
 
     def _check_signature(self, record: Record, election: ElectionIndex, where: str) -> None:
         """InvalidResult unless the report is signed by a source whose scope holds it."""

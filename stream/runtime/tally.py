@@ -27,7 +27,7 @@ from faust.types import EventT, ProducerT, TableT
 from stream.adapters.redis.elections import ElectionCache
 from stream.domain.aggregation import AreaState, Comparison, Tally, area_key, turnout_child
 from stream.domain.changes import RaceRules, by_party, detect_changes, race_seats, report_event
-from stream.domain.contributions import DepartmentRow, nation_message, report_of_row
+from stream.domain.contributions import TURNOUT_ROW, DepartmentRow, nation_message, report_of_row
 from stream.domain.encoding import dumps
 from stream.domain.messages import NATION
 from stream.domain.regions import region_of
@@ -296,7 +296,7 @@ class Tallier:
         derived: dict[bytes, TouchedArea] = {}
         for row in message["c"]:
             child, seq, tally_json = row[0], row[1], row[2]
-            turnout = len(row) > 3
+            turnout = len(row) == TURNOUT_ROW
             if turnout:  # the bureau whose standings it changes, if any (None: a commune's report)
                 commune_id, bureau = row[3], row[4]
                 circonscription = self._circonscription_of(election, child)
@@ -392,6 +392,7 @@ class Tallier:
             payload=orjson.dumps(report),
             key=place.encode(),
             applied=orjson.dumps(applied),
+            source=row[3] if len(row) == 4 else None,
         )
 
     def _race_seats(self, election: ElectionIndex, race_id: str, state: AreaState) -> None:
