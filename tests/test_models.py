@@ -611,6 +611,7 @@ def test_election_is_frozen_and_cached_properties_stay_out_of_its_data() -> None
         "rehearsal",
         "races",
         "revision",
+        "require_signature",
     }
     assert election == Election.model_validate_json(election.model_dump_json())
 
