@@ -6,6 +6,7 @@ by hand from the reports below.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -370,3 +371,45 @@ def test_soiree_results_says_who_is_elected_who_goes_through_and_the_seats() -> 
     assert "second round: 42-02-01, 42-02-02" in duel and "definitive 1 · annulled 0 bureaux" in duel
     nation = shown("nation", "FR")
     assert "seats: REM 1 (1 decided)" in nation and "party" in nation.splitlines()[2]
+
+
+def test_a_second_round_compared_with_the_first_counts_the_first_s_candidates_by_their_party() -> None:
+    """Round 1's FN candidate of 42-01 is not in round 2: in the comparison by party, their votes
+    still count for FN (the reference's own candidate -> party map), not under their id."""
+    second = legislative("leg2", round=2)
+    second["compare_to"] = "leg"
+    for race in second["races"]:
+        race["candidates"] = race["candidates"][:2]
+    night = Night(legislative(), second)
+    night.run("bureau-results", FIRST, SECOND, DUEL)
+    duel = {**report("42218-0001", 1, {"42-01-01": 300, "42-01-02": 200}, blank=90), "election": "leg2"}
+    night.run("bureau-results", duel)
+    nation = night.standings("leg2", "nation", "FR")
+    assert nation.reference is not None and nation.change is not None
+    assert nation.reference.votes == {"REM": 400, "LR": 100, "FN": 90}  # 42218-0001 in round 1
+    assert nation.change.shares_points == {
+        "REM": round(60.0 - 100 * 400 / 590, 2),
+        "LR": round(40.0 - 100 * 100 / 590, 2),
+    }
+
+
+def test_a_contribution_routed_under_a_replaced_revision_goes_back_to_routing_once() -> None:
+    from stream.domain.roll import ElectionIndex
+    from tests.test_levels import definition as single
+    from tests.test_levels import result as single_result
+
+    night = Night(single("e"))
+    older = ElectionIndex.from_json(orjson.dumps(single("e")))
+    newer = ElectionIndex.from_json(orjson.dumps({**single("e"), "revision": 2}))
+    night.pipeline.router.elections = SimpleNamespace(get={"e": older}.get)  # type: ignore[assignment]
+    night.pipeline.tallier.elections = SimpleNamespace(get={"e": newer}.get)  # type: ignore[assignment]
+    report_a = single_result("e", "42218-0001", 1, 10, 5)
+    night.run("bureau-results", report_a)  # the router is still on revision 1
+    sent_back = [orjson.loads(v) for _, _, v in night.producer.take("bureau-results")]
+    assert [(r["bureau"], r["seq"], r["votes"]) for r in sent_back] == [("42218-0001", 1, {"A": 10, "B": 5})]
+    assert night.rejected == [] and night.pipeline.standings.redis.data == {}  # type: ignore[attr-defined]
+    night.run("bureau-results", report_a)  # met again: not sent round and round
+    assert night.producer.take("bureau-results") == []
+    assert [r["reason"].split(": ")[1] for r in night.rejected] == [
+        "routed under a replaced definition of e (e, now revision 2)"
+    ]

@@ -207,6 +207,7 @@ def make_standings(
     compare_to: str | None = None,
     party_of: dict[str, str] | None = None,
     race: RaceRules | None = None,
+    comparison_party_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The results view of one area (a ``Standings`` as a plain dict: this runs per message).
 
@@ -275,7 +276,7 @@ def make_standings(
         and (comparison.reference.bureaux or comparison.reference.turnout_at)
     ):
         if party_of is not None:
-            comparison = _party_comparison(comparison, party_of)
+            comparison = _party_comparison(comparison, comparison_party_of or party_of)
         standings["reference"], standings["change"] = compare(compare_to, comparison)
     return standings
 

@@ -144,6 +144,10 @@ class ElectionIndex:
             self.candidate_list = list(self.party_of)
             self.race_candidates = {race: frozenset(info.candidates) for race, info in self.races.items()}
         self.candidate_ids = frozenset(self.candidate_list)
+        #: candidate -> party for the comparison's tallies: the reference's candidates too, once the
+        #: tally has met the reference (``runtime.tally``); a round 1 candidate absent from round 2
+        #: still counts for their party
+        self.comparison_party_of: dict[str, str] = self.party_of
         races_in: dict[tuple[str, str], set[str]] = {}
         intern = sys.intern
         roll: dict[str, Placement] = {}

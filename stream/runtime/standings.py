@@ -42,6 +42,7 @@ def area_standings(election: ElectionIndex, level: str, area: str, state: AreaSt
         compare_to=election.compare_to,
         party_of=party_of,
         race=race,
+        comparison_party_of=election.comparison_party_of,
     )
     return results_key(election.election, level, area), standings
 

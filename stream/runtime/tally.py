@@ -81,6 +81,8 @@ class Tallier:
         #: races' seats by party, per department key and race (``_race_seats``); rebuilt with
         #: the department (``_rebuild_department``)
         self.seats: dict[bytes, dict[str, dict[str, list[int]]]] = {}
+        #: reports of a replaced revision sent back to routing (``_reroute``), most recent last
+        self.rerouted: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         #: events produced since the last chunk ended, by (kind, level), for ``metrics``
         self.events_made: Counter[tuple[str, str]] = Counter()
 
@@ -177,13 +179,53 @@ class Tallier:
                 self.dead_letters.reject(tx.outbox, event.message, reason)
             elif election.tally_id != message["e"]:  # a replaced revision's: recounted under the new one
                 metrics.STALE_CONTRIBUTIONS.inc()
+                self._reroute(tx, election, event, message)
             elif message["l"] == "department":
+                self._learn_reference_parties(election)
                 touched_departments.update(self._into_communes(tx, election, event, message, at))
             else:
+                self._learn_reference_parties(election)
                 self._into_nation(tx, election, event, message, at)
         self._forward_to_nation(tx, touched_departments.values())
         await tx.commit(self.standings)
         return tx
+
+    def _learn_reference_parties(self, election: ElectionIndex) -> None:
+        """With races and ``compare_to``, the reference's candidates count for their party in the
+        comparison too (a round 1 candidate who is not in round 2)."""
+        if election.compare_to is None or not election.party_of:
+            return
+        if election.comparison_party_of is election.party_of:
+            reference = self.elections.get(election.compare_to)
+            if reference is not None and reference.party_of:
+                election.comparison_party_of = {**reference.party_of, **election.party_of}
+
+    def _reroute(
+        self, tx: AreaTransaction, election: ElectionIndex, event: EventT, message: dict[str, Any]
+    ) -> None:
+        """A contribution routed under a replaced revision of the definition: its reports go back
+        to the input topics, to be routed under the current one (a report counts once however
+        often it is sent). Once only: met again (a router still on the old revision), or signed
+        (the row no longer holds the signature), it goes to the dead letters instead."""
+        for row in message["c"] if message["l"] == "department" else ():
+            place, report = report_of_row(election.election, row)
+            turnout = len(row) == TURNOUT_ROW
+            seen = (message["e"], str(row[0]), int(row[1]))
+            if election.require_signature or seen in self.rerouted:
+                reason = (
+                    f"{'commune' if 'commune' in report else 'bureau'} {place}: routed under a replaced "
+                    f"definition of {election.election} ({message['e']}, now revision {election.revision}): "
+                    "publish it again"
+                )
+                self.dead_letters.reject(
+                    tx.outbox, event.message, reason, payload=orjson.dumps(report), key=place.encode()
+                )
+                continue
+            self.rerouted[seen] = None
+            while len(self.rerouted) > HELD_STATES:
+                self.rerouted.popitem(last=False)
+            topic = self.settings.turnout_topic if turnout else self.settings.results_topic
+            tx.outbox.add(topic, place.encode(), orjson.dumps(report))
 
     def _derived(
         self, tx: AreaTransaction, election: ElectionIndex, level: str, code: str, event: EventT
@@ -489,8 +531,9 @@ class Tallier:
                 total = total.copy()
                 total.votes = by_party(total.votes, party_of)
                 if total.comparison is not None:
+                    compared = department.election.comparison_party_of
                     for tally in (total.comparison.reference, total.comparison.current):
-                        tally.votes = by_party(tally.votes, party_of)
+                        tally.votes = by_party(tally.votes, compared)
             row = [department.area, state.version, total.to_json(), department.cause]
             by_election.setdefault(department.election.tally_id, []).append(row)
         for election_id, rows in by_election.items():
