@@ -47,7 +47,7 @@ def test_the_same_report_again_is_a_repeat_whatever_zeros_it_spells_out() -> Non
         {"votes": {"A": 61, "B": 36}},
         {"blank": 3, "invalid": 0},
         {"status": "definitive"},
-        {"votes": {"A": 60, "B": 37, "D": 0}},
+        {"votes": {"A": 60, "B": 36, "C": 1}},
     ],
 )
 def test_the_same_seq_with_other_content_is_refused_as_a_conflict_naming_the_seq_to_use(
@@ -90,3 +90,27 @@ def test_seq_and_status_for_a_whole_file_replace_each_report_s() -> None:
 def test_options_that_cannot_work_are_refused(options: IngestOptions, problem: str) -> None:
     said = options.check()
     assert said is not None and said.startswith(problem)
+
+
+def test_two_lines_of_one_file_with_the_same_seq_are_a_repeat_or_a_conflict() -> None:
+    from types import SimpleNamespace
+
+    from stream.cli.ingest import Ingest
+    from stream.domain.messages import Election
+
+    election = Election.model_validate(
+        {
+            "election": "e",
+            "name": "e",
+            "candidates": [{"id": "A", "name": "a"}, {"id": "B", "name": "b"}],
+            "bureaux": [{"bureau": "42218-0001", "commune": "42218", "department": "42", "registered": 200}],
+        }
+    )
+    nothing_applied = SimpleNamespace(mget=lambda keys: [None] * len(keys))
+    run = Ingest(election, IngestOptions(), nothing_applied)  # type: ignore[arg-type]
+    lines = [report(), report(), report(votes={"A": 61, "B": 36}), report(2, votes={"A": 61, "B": 36})]
+    batch = [(f"line {i}", b"", {**line, "election": "e"}) for i, line in enumerate(lines, 1)]
+    publish, refused = run.against_applied(batch)
+    assert [(r["seq"], r["votes"]) for r in publish] == [(1, {"A": 60, "B": 37}), (2, {"A": 61, "B": 36})]
+    assert run.report.repeats == 1
+    assert [where for where, _, _ in refused] == ["line 3"] and "conflict" in refused[0][2]

@@ -160,8 +160,7 @@ def _same_content(report: dict[str, Any], standings: dict[str, Any]) -> bool:
     votes: dict[str, int] = standings["votes"]
     given: dict[str, int] = report["votes"]
     return (
-        all(given.get(candidate, 0) == count for candidate, count in votes.items())
-        and set(given) <= set(votes)
+        {c: n for c, n in given.items() if n} == {c: n for c, n in votes.items() if n}  # 0 = left out
         and (report["voters"], report["blank"], report["invalid"])
         == (standings["voters"], standings["blank"], standings["invalid"])
     )
@@ -176,6 +175,9 @@ class Ingest:
         self.client = client  # None: nothing is looked up (a dry run without Redis)
         self.report = IngestReport()
         self.turnout = options.format == "turnout"
+        #: (bureau, seq) -> the report published in this run: a later line with the same seq is
+        #: a repeat or a conflict like one already applied
+        self.published: dict[tuple[str, int], dict[str, Any]] = {}
 
     def check(self, where: str, raw: bytes, max_bytes: int) -> dict[str, Any] | None:
         """The report as a dict, or None after recording why it is refused."""
@@ -202,9 +204,14 @@ class Ingest:
         publish: list[dict[str, Any]] = []
         refused: list[tuple[str, bytes, str]] = []
         for (where, raw, report), standings in zip(batch, found, strict=True):
-            verdict = applied_verdict(report, None if standings is None else json.loads(standings))
+            earlier = self.published.get((report["bureau"], report["seq"]))
+            applied = None if standings is None else json.loads(standings)
+            if earlier is not None:  # this run published that seq already: compare with it
+                applied = {**earlier, "bureaux_by_status": {earlier.get("status", "provisional"): 1}}
+            verdict = applied_verdict(report, applied)
             if verdict is None:
                 publish.append(report)
+                self.published[report["bureau"], report["seq"]] = report
             elif verdict[0] == "repeat":
                 self.report.repeats += 1
             else:

@@ -25,7 +25,7 @@ from aiokafka.structs import ConsumerRecord
 from stream.adapters.kafka.client import client_options
 from stream.adapters.kafka.positions import partitions_of
 from stream.adapters.kafka.publisher import Publisher, check_line, check_turnout_line
-from stream.adapters.redis.keys import results_pattern
+from stream.adapters.redis.keys import results_key, results_pattern
 from stream.domain.messages import Election, InvalidResult
 from stream.settings import Settings
 
@@ -84,7 +84,10 @@ async def _delete_standings(settings: Settings, election: str) -> int:
     deleted = 0
     try:
         batch: list[bytes] = []
+        mine = results_key(election, "", "").removesuffix("::")
         async for key in client.scan_iter(match=results_pattern(election), count=1000):
+            if key.decode(errors="replace").rsplit(":", 2)[0] != mine:
+                continue  # another election's whose id starts with this one's and a ':'
             batch.append(key)
             if len(batch) >= 1000:
                 deleted += await client.unlink(*batch)

@@ -57,8 +57,13 @@ def results_key(election: str, level: str, area: str) -> str:
 
 
 def results_pattern(election: str, level: str = "*") -> str:
-    """SCAN pattern of the standings of an election (of one level, or all)."""
-    return f"{PREFIX}:results:{election}:{level}:*"
+    """SCAN pattern of the standings of an election (of one level, or all); the id's own glob
+    characters are escaped, so that election "a" never matches another's keys."""
+    return f"{PREFIX}:results:{_glob_escape(election)}:{level}:*"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def table_partition_prefix(app_id: str, table: str, partition: int) -> str:
