@@ -127,3 +127,37 @@ def test_a_changed_roll_is_refused_once_counted_and_replace_counts_again(stack: 
     assert s.standings(e, "circonscription", "42-02") is None
     bureau = s.standings(e, "bureau", MOVED[0])
     assert bureau is not None and bureau.votes == {"A": 100, "B": 500}
+
+    # Redis loses the definition (the durable topic still has revision 2): the roll of revision 1
+    # again is still a change, refused without --replace, and never registered as revision 1
+    s.redis.delete(f"soiree:election:{e}", f"soiree:revision:{e}")
+    again = soiree(s, "election", "create", "-", stdin=first.model_dump_json(), timeout=120)
+    assert again.returncode == 1 and "already has results" in again.stderr
+    # a recount that did not finish (its mark is still there) is taken up by the next create
+    s.redis.set(f"soiree:recount:{e}", 2)
+    resumed = soiree(s, "election", "create", "-", stdin=second.model_dump_json(), timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "revision 2" in resumed.stdout and "4 reports published again" in resumed.stdout
+    assert s.redis.get(f"soiree:recount:{e}") is None
+    s.wait_until(recounted, 90, "every level recounted again")
+
+
+def test_names_and_the_order_of_the_roll_change_nothing_counted() -> None:
+    from stream.cli.registration import plan_registration
+
+    first = definition("e", ROLL)
+    renamed = Election.model_validate(
+        {
+            **first.model_dump(),
+            "name": "Renamed",
+            "candidates": [{"id": "A", "name": "Alice"}, {"id": "B", "name": "b"}],
+            "bureaux": [{**b.model_dump(), "commune_name": "X"} for b in reversed(first.bureaux)],
+        }
+    )
+    plan = plan_registration(
+        first.model_copy(update={"revision": 2}), renamed, has_results=True, replace=False
+    )
+    assert (plan.definition.revision, plan.recount) == (2, False)
+    moved = definition("e", [MOVED if entry[0] == MOVED[0] else entry for entry in ROLL])
+    plan = plan_registration(first, moved, has_results=False, replace=False)
+    assert (plan.definition.revision, plan.recount) == (2, False)  # a new revision, nothing to recount

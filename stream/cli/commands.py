@@ -301,11 +301,32 @@ def election_create(
             definition = Election.model_validate({**definition.model_dump(), **given})
         except ValidationError as exc:
             fail("invalid election definition:\n" + _errors(exc))
+    plan, registered = _plan_and_register(definition, replace)
+    definition = plan.definition
+    communes = {entry.commune for entry in definition.bureaux}
+    races = f"{len(definition.races)} races, " if definition.races else ""
+    revision = f", revision {definition.revision}" if definition.revision > 1 else ""
+    console.print(
+        f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}{revision}): "
+        f"{races}{len(definition.candidate_list)} candidates, {len(definition.bureaux):,} bureaux, "
+        f"{len(communes):,} communes"
+    )
+    if registered is not None and plan.recount:
+        _recount(registered, definition)
+    elif registered is not None and _recount_pending(definition):
+        _recount(registered, definition, resume=True)
+
+
+def _plan_and_register(definition: Any, replace: bool) -> tuple[Any, Any]:
+    """Register ``definition`` under the right revision (``cli.registration``), or fail saying why;
+    returns (the plan, the definition registered before). The one before comes from Redis, or
+    from the durable topic when Redis lost it: a revision never goes down."""
     from stream.adapters.redis.elections import has_results, load_election
+    from stream.adapters.redis.keys import recount_key
     from stream.cli.registration import RegistrationRefused, plan_registration
 
     client = _redis()
-    registered = load_election(client, definition.election)
+    registered = load_election(client, definition.election) or _durable_definition(definition.election)
     try:
         plan = plan_registration(
             registered,
@@ -315,25 +336,42 @@ def election_create(
         )
     except RegistrationRefused as exc:
         fail(str(exc))
-    definition = plan.definition
-    _register(definition)
-    communes = {entry.commune for entry in definition.bureaux}
-    races = f"{len(definition.races)} races, " if definition.races else ""
-    revision = f", revision {definition.revision}" if definition.revision > 1 else ""
-    console.print(
-        f"[green]✔[/] election [bold]{escape(definition.election)}[/] ({escape(definition.name)}{revision}): "
-        f"{races}{len(definition.candidate_list)} candidates, {len(definition.bureaux):,} bureaux, "
-        f"{len(communes):,} communes"
-    )
-    if plan.recount and registered is not None:
-        _recount(registered, definition)
+    if plan.recount:  # until the recount is done: an interrupted one is taken up by the next create
+        client.set(recount_key(definition.election), plan.definition.revision)
+    _register(plan.definition)
+    return plan, registered
 
 
-def _recount(old: Any, new: Any) -> None:
-    """Count a replaced election again from its reports (``adapters.kafka.recount``)."""
+def _durable_definition(election_id: str) -> Any:
+    """The definition the durable topic holds for ``election_id`` (None if none)."""
     from aiokafka.errors import KafkaError
 
+    from stream.adapters.kafka.definitions import read_definitions
+    from stream.domain.messages import Election
+
+    settings = get_settings()
+    try:
+        raw = asyncio.run(read_definitions(settings)).get(election_id)
+    except (KafkaError, OSError) as exc:
+        fail_on_kafka(settings, exc)
+    return None if raw is None else Election.model_validate_json(raw)
+
+
+def _recount_pending(definition: Any) -> bool:
+    from stream.adapters.redis.keys import recount_key
+
+    pending = _redis().get(recount_key(definition.election))
+    return pending is not None and int(pending) == definition.revision
+
+
+def _recount(old: Any, new: Any, resume: bool = False) -> None:
+    """Count a replaced election again from its reports (``adapters.kafka.recount``); the
+    pending mark goes only once it is done."""
+    from aiokafka.errors import KafkaError
+    from redis import RedisError
+
     from stream.adapters.kafka.recount import RECOUNT_GRACE, recount
+    from stream.adapters.redis.keys import recount_key
 
     settings = get_settings()
     err.print(
@@ -347,9 +385,12 @@ def _recount(old: Any, new: Any) -> None:
             progress.update(task, completed=done, total=total)
 
         try:
-            done = asyncio.run(recount(settings, old, new, advance))
+            done = asyncio.run(recount(settings, old, new, advance, resume=resume))
         except (KafkaError, OSError) as exc:
             fail_on_kafka(settings, exc)
+        except RedisError as exc:
+            fail(f"the recount stopped on Redis ({exc}); run the same command again to finish it")
+    _redis().delete(recount_key(new.election))
     console.print(
         f"[green]✔[/] {done.republished:,} reports published again for revision {new.revision}; "
         f"{done.standings_deleted:,} standings of the old roll deleted"
@@ -638,7 +679,9 @@ def replay(
             f"[green]✔[/] {len(night.reports):,} reports of {escape(night.election.name)} written to {save}"
         )
         return
-    _register(night.election)
+    night = night.model_copy(
+        update={"election": _plan_and_register(night.election, replace=False)[0].definition}
+    )
     console.print(
         f"replaying [bold]{night.election.name}[/] ({night.election.election}): "
         f"{len(night.reports):,} reports at ×{speed:g}"

@@ -5,6 +5,7 @@ Pure: built from the definition's JSON (validated when it was registered), no Ka
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import zlib
 from typing import Any, NamedTuple
@@ -17,7 +18,15 @@ from stream.domain.messages import NATION
 from stream.domain.races import Rules
 from stream.domain.regions import REGION_NAMES, region_of
 
-__all__ = ["AreaInfo", "ElectionIndex", "Placement", "RaceInfo", "tally_id", "split_tally_id"]
+__all__ = [
+    "AreaInfo",
+    "ElectionIndex",
+    "Placement",
+    "RaceInfo",
+    "tally_id",
+    "split_tally_id",
+    "definition_stamp",
+]
 
 
 class Placement(NamedTuple):
@@ -86,6 +95,13 @@ def tally_id(election: str, revision: int) -> str:
     return election if revision == 1 else f"{election}~r{revision}"
 
 
+def definition_stamp(revision: int, raw: bytes) -> str:
+    """``<revision>:<digest>``: what ``soiree:revision:<id>`` holds. Workers fetch a definition
+    again when it changes: a new revision is counted afresh; a new digest alone (a name, an
+    embargo) only changes what they show."""
+    return f"{revision}:{hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]}"
+
+
 def split_tally_id(value: str) -> tuple[str, int]:
     """(election, revision) of a ``tally_id``."""
     election, _, revision = value.rpartition("~r")
@@ -110,6 +126,7 @@ class ElectionIndex:
         #: the definition's revision, and the id its areas are tallied under (``tally_id``)
         self.revision: int = definition.get("revision", 1)
         self.tally_id = tally_id(self.election, self.revision)
+        self.stamp = definition_stamp(self.revision, raw)
         self.compare_to: str | None = definition.get("compare_to")
         self.qualify: int | None = definition.get("qualify")
         self.require_signature: bool = definition.get("require_signature", False)

@@ -50,11 +50,15 @@ async def recount(
     new: Election,
     on_progress: Callable[[int, int], None] | None = None,
     grace: float = RECOUNT_GRACE,
+    resume: bool = False,
 ) -> Recount:
-    """Publish every report of the election again, for its new revision to count."""
+    """Publish every report of the election again, for its new revision to count. ``resume``: a
+    recount that was interrupted; its standings are not deleted again (the new revision wrote
+    them as it counted, and reports it has already counted change nothing to rewrite them)."""
     await asyncio.sleep(grace)
     done = Recount()
-    done.standings_deleted = await _delete_standings(settings, new.election)
+    if not resume:
+        done.standings_deleted = await _delete_standings(settings, new.election)
     topics = {settings.results_topic: check_line, settings.turnout_topic: check_turnout_line}
     records = await _read_reports(settings, new.election, list(topics))
     async with Publisher(settings) as publisher:
@@ -117,6 +121,7 @@ async def _read_reports(
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         found: list[ConsumerRecord[bytes, bytes]] = []
+        seen: set[tuple[str, bytes | None, bytes]] = set()  # copies published by an earlier recount
         waiting = {tp for tp in partitions if ends[tp] > 0}
         marker = b'"' + orjson.dumps(election)[1:-1] + b'"'
         while waiting:
@@ -124,7 +129,10 @@ async def _read_reports(
             for tp, batch in batches.items():
                 for record in batch:
                     if record.value is not None and marker in record.value and _of(record.value, election):
-                        found.append(record)
+                        copy = (record.topic, record.key, record.value)
+                        if copy not in seen:
+                            seen.add(copy)
+                            found.append(record)
                 if await consumer.position(tp) >= ends[tp]:
                     waiting.discard(tp)
         return found

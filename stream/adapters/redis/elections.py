@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from stream.adapters.redis.keys import ELECTIONS, election_key, results_key, revision_key
 from stream.domain.messages import NATION, Election
-from stream.domain.roll import ElectionIndex, split_tally_id
+from stream.domain.roll import ElectionIndex, definition_stamp, split_tally_id
 from stream.errors import ElectionsUnavailable
 
 __all__ = [
@@ -30,9 +30,10 @@ __all__ = [
 
 
 def save_election(client: redis.Redis, election: Election) -> None:
+    raw = election.model_dump_json().encode()
     with client.pipeline(transaction=True) as pipe:
-        pipe.set(election_key(election.election), election.model_dump_json())
-        pipe.set(revision_key(election.election), election.revision)
+        pipe.set(election_key(election.election), raw)
+        pipe.set(revision_key(election.election), definition_stamp(election.revision, raw))
         pipe.sadd(ELECTIONS, election.election)
         pipe.execute()
 
@@ -58,9 +59,9 @@ async def restore_definitions(client: aioredis.Redis, definitions: dict[str, byt
     async with client.pipeline(transaction=False) as pipe:
         for election_id in missing:
             pipe.set(election_key(election_id), definitions[election_id], nx=True)
-            pipe.set(
-                revision_key(election_id), orjson.loads(definitions[election_id]).get("revision", 1), nx=True
-            )
+            raw = definitions[election_id]
+            stamp = definition_stamp(orjson.loads(raw).get("revision", 1), raw)
+            pipe.set(revision_key(election_id), stamp, nx=True)
             pipe.sadd(ELECTIONS, election_id)
         answers = await pipe.execute()
     return [election_id for election_id, written in zip(missing, answers[::3]) if written]
@@ -107,11 +108,12 @@ class ElectionCache:
                 return election
             self._checked_at[election_id] = now
             try:
-                current = int(self._client.get(revision_key(election_id)) or election.revision)
+                stamp = self._client.get(revision_key(election_id))
             except redis.RedisError:
                 return election  # checked again next time; the reports go on meanwhile
-            if current <= election.revision:
-                return election
+            current = stamp.decode() if isinstance(stamp, bytes) else stamp
+            if revision <= election.revision and current in (None, election.stamp):
+                return election  # (no stamp: Redis lost its data, and the restore puts it back)
         return self._fetch(election_id)
 
     def _fetch(self, election_id: str) -> ElectionIndex | None:

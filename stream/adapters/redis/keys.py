@@ -5,7 +5,8 @@ README, "What Redis holds").
 
     soiree:election:<id>                          string  an election definition (PRODUCT.md JSON)
     soiree:elections                              set     the registered election ids
-    soiree:revision:<id>                          string  the revision of an election's definition
+    soiree:revision:<id>                          string  "<revision>:<digest>" of an election's definition
+    soiree:recount:<id>                           string  a revision being counted again (--replace)
     soiree:alive:<random>                         string  a worker's marker: gone = Redis lost its data
     soiree:results:<election>:<level>:<area>      string  an area's Standings JSON
     soiree:{<app>:<table>:<partition>}:data       hash    a Faust table partition (the Redis store)
@@ -24,6 +25,7 @@ __all__ = [
     "ELECTIONS",
     "election_key",
     "revision_key",
+    "recount_key",
     "alive_marker",
     "results_key",
     "results_pattern",
@@ -44,6 +46,12 @@ def election_key(election_id: str) -> str:
 def revision_key(election_id: str) -> str:
     """The revision of an election's definition: workers check it to pick up a replaced one."""
     return f"{PREFIX}:revision:{election_id}"
+
+
+def recount_key(election_id: str) -> str:
+    """The revision a replaced election is being counted again for (``election create --replace``);
+    gone once the recount finished."""
+    return f"{PREFIX}:recount:{election_id}"
 
 
 def alive_marker() -> str:
