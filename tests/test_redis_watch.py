@@ -151,3 +151,38 @@ def test_redis_wiped_while_running_is_settled_by_one_restore(services: Settings)
         assert restores.runs == 1
 
     with_watch(services, test)
+
+
+def test_a_hung_redis_costs_the_revision_check_a_fraction_of_a_second_then_is_left_alone() -> None:
+    """A known election's revision is checked in the event loop: against a Redis that accepts
+    connections and never answers, the check gives up after ``QUICK_TIMEOUT`` (not redis-py's
+    default 5 s) and the cached definition serves, without asking again for a while."""
+    import socket
+    import time
+
+    import orjson
+    import redis
+
+    from stream.adapters.redis import elections as cached
+    from stream.domain.roll import ElectionIndex
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts, never answers
+    try:
+        cache = cached.ElectionCache(redis.Redis(port=silent.getsockname()[1], socket_timeout=5))
+        definition = {
+            "election": "e",
+            "name": "e",
+            "candidates": [{"id": "A", "name": "a"}],
+            "bureaux": [{"bureau": "1-1", "commune": "1", "department": "1", "registered": 1}],
+        }
+        index = ElectionIndex.from_json(orjson.dumps(definition))
+        cache._known["e"], cache._checked_at["e"] = index, 0.0
+        began = time.monotonic()
+        assert cache.get("e") is index
+        assert time.monotonic() - began < 4 * cached.QUICK_TIMEOUT
+        began = time.monotonic()
+        assert cache.get("e") is index and time.monotonic() - began < 0.05  # not asked again yet
+    finally:
+        silent.close()

@@ -77,6 +77,11 @@ def list_elections(client: redis.Redis) -> list[str]:
     return sorted(member.decode() for member in members)
 
 
+#: Seconds a revision check may take; after a failed one, seconds before the next.
+QUICK_TIMEOUT = 0.2
+QUIET_AFTER_FAILURE = 5.0
+
+
 class ElectionCache:
     """Definitions by id, fetched once; an unknown id is asked again at most once a second,
     so an election registered after the worker started is picked up, and so is a replaced
@@ -93,6 +98,18 @@ class ElectionCache:
         self, client: redis.Redis, retry_after: float = 1.0, alive_marker: str | None = None
     ) -> None:
         self._client = client
+        # The revision check runs in the event loop once a second: a Redis that hangs must cost it
+        # a fraction of a second, not the client's default 5 s (then it is left alone a while).
+        pool = client.connection_pool
+        quick = {
+            **pool.connection_kwargs,
+            "socket_timeout": QUICK_TIMEOUT,
+            "socket_connect_timeout": QUICK_TIMEOUT,
+            "retry": None,  # redis-py retries a timeout 3 times by default
+        }
+        self._quick = redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **quick)
+        )
         self._known: dict[str, ElectionIndex] = {}
         self._missing_since: dict[str, float] = {}
         self._checked_at: dict[str, float] = {}
@@ -108,9 +125,10 @@ class ElectionCache:
                 return election
             self._checked_at[election_id] = now
             try:
-                stamp = self._client.get(revision_key(election_id))
+                stamp = self._quick.get(revision_key(election_id))
             except redis.RedisError:
-                return election  # checked again next time; the reports go on meanwhile
+                self._checked_at[election_id] = now + QUIET_AFTER_FAILURE  # the reports go on meanwhile
+                return election
             current = stamp.decode() if isinstance(stamp, bytes) else stamp
             if revision <= election.revision and current in (None, election.stamp):
                 return election  # (no stamp: Redis lost its data, and the restore puts it back)
