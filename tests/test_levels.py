@@ -18,7 +18,7 @@ from stream.domain.messages import BureauResult, Standings, TurnoutReport, Updat
 from stream.domain.roll import ElectionIndex
 from stream.runtime.pipeline import Pipeline
 from stream.settings import Settings
-from stream.testing import FakeProducer, as_events, offline_pipeline
+from stream.testing import FakeProducer, as_events, offline_pipeline  # noqa: F401  (as_events: shared)
 
 #: bureau, commune, department, circonscription, registered
 ROLL = [

@@ -402,6 +402,9 @@ class Tallier:
                 self._announce(tx, area, at)
         for department in touched.values():
             if races:
+                known = self.seats.get(department.key, {})
+                if len(known) < len(election.races_of_department.get(department.area, ())):
+                    self._missing_race_seats(tx, election, department)  # forgotten while the chunk ran
                 race = election.race_of_area.get(("department", department.area))
                 if race is not None and election.races[race].level == "department":  # type: ignore[index]
                     self._race_seats(election, race, department.state)  # its own seats, before they count
@@ -447,6 +450,23 @@ class Tallier:
         seats = race_seats(rules, votes, registered_total, state.total, election.party_of)
         department = area_key(election.tally_id, "department", race.department).encode()
         self.seats.setdefault(department, {})[race.race] = seats
+
+    def _missing_race_seats(
+        self, tx: AreaTransaction, election: ElectionIndex, department: TouchedArea
+    ) -> None:
+        """The seats of a department's races not known here, from the states the chunk holds, else
+        from memory or the store (they were forgotten while the chunk ran, ``forget_states``)."""
+        known = self.seats.setdefault(department.key, {})
+        for race_id in election.races_of_department.get(department.area, ()):
+            if race_id in known:
+                continue
+            race = election.races[race_id]  # type: ignore[index]  # races_of_department: races exist
+            key = area_key(election.tally_id, race.level, race.area).encode()
+            loaded = tx.areas.get(key)
+            state = loaded.state if loaded is not None else self.derived.get(key) or self.held.get(key)
+            if state is None:
+                state = self._stored(key)
+            self._race_seats(election, race_id, state)
 
     def _seats_of_department(self, department: TouchedArea) -> dict[str, list[int]]:
         """The seats of the races in a department, by party: what its total passes upwards."""
