@@ -40,13 +40,28 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def fail_on_kafka(settings: Any, exc: Exception) -> NoReturn:
     """One clear line for a Kafka error: unreachable (run `soiree up`), or what the broker refused."""
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from aiokafka.errors import (
+        AuthenticationFailedError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        SaslAuthenticationFailed,
+    )
 
-    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
+    if isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):
         fail(
-            f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); "
-            "run `soiree up` first"
+            f"Kafka at {settings.kafka_bootstrap} refused the credentials of "
+            f"SOIREE_KAFKA_SASL_USERNAME={settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism}): "
+            "check the username and password (`soiree up --secure` writes them to $SOIREE_HOME/secure/)"
         )
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | OSError):
+        sasl = settings.kafka_security_protocol.startswith("SASL")
+        hint = (
+            f"or it refused the credentials of SOIREE_KAFKA_SASL_USERNAME={settings.kafka_sasl_username!r}; "
+            "check them, and that `soiree up --secure` runs"
+            if sasl
+            else "run `soiree up` first"
+        )
+        fail(f"Kafka is not reachable at {settings.kafka_bootstrap} ({type(exc).__name__}: {exc}); {hint}")
     fail(f"Kafka refused: {type(exc).__name__}: {exc}")
 
 
