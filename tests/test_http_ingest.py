@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,15 @@ def test_http_ingest_refuses_what_it_must_and_counts_exactly_the_rest(
             limited = [await post("rate", paris, [accepted[2]]) for _ in range(12)]
             refused = [answer for status, answer in limited if status == 429]
             assert refused and all(a["error"] == "rate_limited" for a in refused)
+
+            # guessing the token of a source: 40 forged tokens in a row, each a new secret; the
+            # source's bucket (burst 8, 5 per second) bounds the scrypt checks a guesser can cost
+            began = time.monotonic()
+            guesses = [
+                (await post("guess", f"elsewhere:{secrets.token_urlsafe(32)}", good))[0] for _ in range(40)
+            ]
+            refills = 5 * (time.monotonic() - began)
+            assert set(guesses) == {401, 429} and guesses.count(401) <= 8 + refills + 1
 
             metrics = await (await client.get("/metrics")).text()
             assert all(secret.split(":")[1] not in metrics for secret in tokens)
