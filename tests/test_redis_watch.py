@@ -186,3 +186,56 @@ def test_a_hung_redis_costs_the_revision_check_a_fraction_of_a_second_then_is_le
         assert cache.get("e") is index and time.monotonic() - began < 0.05  # not asked again yet
     finally:
         silent.close()
+
+
+def test_every_redis_client_gives_up_on_a_silent_redis(monkeypatch: Any) -> None:
+    """The clients of ``adapters.redis.clients`` against a Redis that accepts connections and never
+    answers: an error within the timeouts (with redis-py's retries), not a call held forever.
+    (The timeouts are shortened here; redis-py's own defaults have none.)"""
+    import asyncio
+    import socket
+    import time
+
+    import pytest
+    import redis
+
+    from stream.adapters.redis import clients
+
+    monkeypatch.setattr(clients, "SOCKET_TIMEOUT", 0.3)
+    monkeypatch.setattr(clients, "CONNECT_TIMEOUT", 0.3)
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    bound = 4 * (clients.CONNECT_TIMEOUT + clients.SOCKET_TIMEOUT)  # redis-py retries 3 times
+    try:
+        began = time.monotonic()
+        with pytest.raises(redis.RedisError):
+            clients.sync_client(url).get("x")
+        assert time.monotonic() - began < bound
+
+        async def ask() -> None:
+            client = clients.async_client(url)
+            try:
+                await client.get("x")
+            finally:
+                await client.aclose()
+
+        began = time.monotonic()
+        with pytest.raises(redis.RedisError):
+            asyncio.run(ask())
+        assert time.monotonic() - began < bound
+    finally:
+        silent.close()
+
+
+def test_a_flood_of_made_up_election_ids_is_remembered_within_a_bound(services: Settings) -> None:
+    """Each unknown id is remembered (so that it is asked again at most once a second), but at
+    most ``MISSING_IDS`` of them: random ids cannot grow a worker's memory without end."""
+    from stream.adapters.redis import elections as cached
+
+    cache = cached.ElectionCache(redis.Redis.from_url(services.redis_dsn()))
+    for _ in range(cached.MISSING_IDS + 500):
+        assert cache.get(f"made-up-{uuid.uuid4().hex}") is None
+    assert len(cache._missing_since) == cached.MISSING_IDS

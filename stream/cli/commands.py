@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from stream.adapters.redis.clients import sync_client
 from stream.errors import SoireeError
 from stream.settings import CONFIG_ENV, LEVELS, ConfigError, get_settings
 
@@ -85,7 +86,7 @@ def _redis() -> Any:
     import redis
 
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_dsn())
+    client = sync_client(settings.redis_dsn())
     try:
         client.ping()
     except redis.RedisError as exc:

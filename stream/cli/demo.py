@@ -11,7 +11,6 @@ import time
 from collections import deque
 from datetime import datetime
 
-import redis.asyncio as aioredis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -19,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from stream.adapters.redis.clients import async_client, sync_client
 from stream.adapters.redis.keys import results_key
 from stream.cli.replay import run_replay
 from stream.cli.views import event_line, standings_table
@@ -47,9 +47,8 @@ def run_demo(settings: Settings, console: Console, speed: float) -> None:
     scenario = scenario.renamed(
         f"{scenario.election.election}-demo-{run_id}", compare_to=first.election.election
     )
-    import redis
 
-    client = redis.Redis.from_url(settings.redis_dsn())
+    client = sync_client(settings.redis_dsn())
     register_election(settings, client, first.election)
     register_election(settings, client, scenario.election)
     worker = _start_worker(settings, scenario.election.election)
@@ -109,7 +108,7 @@ async def _first_round(
     """The first round, as fast as it goes: the second compares itself with it (``compare_to``)."""
     election = first.election.election
     bureaux = len(first.election.bureaux)
-    client = aioredis.Redis.from_url(settings.redis_dsn())
+    client = async_client(settings.redis_dsn())
     sent = 0
 
     def on_sent() -> None:
@@ -151,7 +150,7 @@ async def _live(
     from stream.adapters.kafka.updates import follow_updates
 
     election = scenario.election.election
-    client = aioredis.Redis.from_url(settings.redis_dsn())
+    client = async_client(settings.redis_dsn())
     events: deque[UpdateEvent] = deque(maxlen=8)
     sent = 0
 

@@ -29,9 +29,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 
+from stream.adapters.redis.clients import async_client
 from stream.adapters.redis.keys import ELECTIONS, election_key, results_key
 from stream.domain.messages import NATION, Election
 from stream.domain.regions import REGION_NAMES, region_of
@@ -334,7 +334,7 @@ class PageState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = aioredis.Redis.from_url(settings.redis_dsn())
+        self.redis = async_client(settings.redis_dsn())
         self._definitions: dict[str, tuple[float, Definition]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.map_svg = _prepare_map(MAP_FILE.read_text(encoding="utf-8")) if MAP_FILE.exists() else ""

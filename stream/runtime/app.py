@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-import redis
-import redis.asyncio as aioredis
 
 from stream.adapters.kafka.client import faust_credentials
 from stream.adapters.kafka.topics import contributions_topic, nation_topic
+from stream.adapters.redis.clients import async_client, sync_client
 from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import alive_marker
 from stream.runtime import metrics
@@ -83,13 +82,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
     marker = alive_marker()  # gone from Redis = Redis lost its data
     pipeline = Pipeline(
         settings=settings,
-        elections=ElectionCache(redis.Redis.from_url(settings.redis_dsn()), alive_marker=marker),
+        elections=ElectionCache(sync_client(settings.redis_dsn()), alive_marker=marker),
         marker=marker,
         areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
         producer=app.producer,
         contributions=contributions_topic(settings),
         nation=nation_topic(settings),
-        redis=aioredis.Redis.from_url(settings.redis_dsn()),
+        redis=async_client(settings.redis_dsn()),
     )
     contributions = app.topic(
         contributions_topic(settings), partitions=partitions, internal=True, schema=RawSchema()
@@ -132,7 +131,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     app.on_partitions_revoked.connect(pipeline.forget_states)
     # The marker goes in before anything is consumed: a Redis wiped at any later moment shows.
-    redis.Redis.from_url(settings.redis_dsn()).set(marker, "1", ex=MARKER_TTL)
+    sync_client(settings.redis_dsn()).set(marker, "1", ex=MARKER_TTL)
     pipeline.redis_watch.marker_set = True
 
     @app.timer(1.0)

@@ -38,13 +38,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from faust.stores.base import SerializedStore
 from faust.streams import current_event
 from faust.types import TP
 from mode import Service
 from yarl import URL
 
+from stream.adapters.redis.clients import async_client, sync_client
 from stream.adapters.redis.keys import table_partition_prefix
 from stream.runtime import metrics
 
@@ -88,8 +88,8 @@ class RedisStore(SerializedStore):
     def __init__(self, url: str | URL, app: Any, table: Any, **kwargs: Any) -> None:
         super().__init__(url, app, table, **kwargs)
         dsn = str(self.url)
-        self._sync = redis.Redis.from_url(dsn)
-        self._async = aioredis.Redis.from_url(dsn)
+        self._sync = sync_client(dsn)
+        self._async = async_client(dsn)
         self._values: dict[bytes, bytes] = {}
         self._partition_of: dict[bytes, int] = {}
         self._dirty: dict[int, dict[bytes, bytes | None]] = {}

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.adapters.kafka.client import client_options
 from stream.adapters.kafka.topics import ELECTIONS_MAX_MESSAGE_BYTES, ensure_topics
+from stream.adapters.redis.clients import async_client
 from stream.adapters.redis.elections import restore_definitions, save_election
 from stream.domain.messages import Election
 from stream.errors import DefinitionTooLarge
@@ -103,7 +104,7 @@ async def read_definitions(settings: Settings) -> dict[str, bytes]:
 
 async def restore_from_log(settings: Settings, client: aioredis.Redis | None = None) -> list[str]:
     """Copy into Redis the definitions it lacks; returns their ids."""
-    target = client or aioredis.Redis.from_url(settings.redis_dsn())
+    target = client or async_client(settings.redis_dsn())
     try:
         return await restore_definitions(target, await read_definitions(settings))
     finally:

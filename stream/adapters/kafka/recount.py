@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from stream.adapters.kafka.client import client_options
 from stream.adapters.kafka.positions import partitions_of
 from stream.adapters.kafka.publisher import Publisher, check_line, check_turnout_line
+from stream.adapters.redis.clients import async_client
 from stream.adapters.redis.keys import results_key, results_pattern
 from stream.domain.messages import Election, InvalidResult
 from stream.settings import Settings
@@ -84,7 +84,7 @@ async def recount(
 
 
 async def _delete_standings(settings: Settings, election: str) -> int:
-    client = aioredis.Redis.from_url(settings.redis_dsn())
+    client = async_client(settings.redis_dsn())
     deleted = 0
     try:
         batch: list[bytes] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import OrderedDict
 
 import orjson
 import redis
@@ -77,6 +78,8 @@ def list_elections(client: redis.Redis) -> list[str]:
     return sorted(member.decode() for member in members)
 
 
+#: Unknown election ids remembered (each asked again at most once per ``retry_after``), at most.
+MISSING_IDS = 10_000
 #: Seconds a revision check may take; after a failed one, seconds before the next.
 QUICK_TIMEOUT = 0.2
 QUIET_AFTER_FAILURE = 5.0
@@ -111,7 +114,7 @@ class ElectionCache:
             connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **quick)
         )
         self._known: dict[str, ElectionIndex] = {}
-        self._missing_since: dict[str, float] = {}
+        self._missing_since: OrderedDict[str, float] = OrderedDict()
         self._checked_at: dict[str, float] = {}
         self._retry_after = retry_after
         self._alive_marker = alive_marker
@@ -138,19 +141,22 @@ class ElectionCache:
         asked = self._missing_since.get(election_id)
         if asked is not None and time.monotonic() - asked < self._retry_after:
             return None
-        try:
-            raw = self._client.get(election_key(election_id))
-            wiped = (
-                raw is None and self._alive_marker is not None and not self._client.exists(self._alive_marker)
-            )
+        try:  # one quick round trip first: a flood of made-up ids costs no more than that
+            with self._quick.pipeline(transaction=False) as pipe:
+                pipe.exists(election_key(election_id))
+                pipe.exists(self._alive_marker or election_key(election_id))
+                registered, alive = pipe.execute()
+            raw = self._client.get(election_key(election_id)) if registered else None
         except redis.RedisError as exc:
             raise ElectionsUnavailable(f"cannot read election {election_id!r} from Redis: {exc}") from exc
-        if wiped:
+        if raw is None and self._alive_marker is not None and not alive:
             raise ElectionsUnavailable(
                 f"election {election_id!r} is not in Redis, which lost its data: waiting for the restore"
             )
         if raw is None:
             self._missing_since[election_id] = time.monotonic()
+            while len(self._missing_since) > MISSING_IDS:  # made-up ids do not pile up
+                self._missing_since.popitem(last=False)
             return self._known.get(election_id)
         self._missing_since.pop(election_id, None)
         election = self._known[election_id] = ElectionIndex.from_json(bytes(raw))  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from stream.adapters.redis.clients import async_client
 from stream.adapters.redis.keys import ELECTIONS, election_key, results_key
 
 __all__ = ["RedisReader", "MGET_CHUNK"]
@@ -26,7 +27,7 @@ class RedisReader:
     """Definitions and standings, read with ``redis.asyncio`` (no SCAN: the areas come from the roll)."""
 
     def __init__(self, url: str) -> None:
-        self.client: aioredis.Redis = aioredis.Redis.from_url(url)
+        self.client: aioredis.Redis = async_client(url)
 
     async def close(self) -> None:
         await self.client.aclose()
