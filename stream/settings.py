@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     )
     app_id: str = Field("soiree", description="Faust app id: consumer group and table namespace")
     partitions: int = Field(4, ge=1, description="partitions of every topic the app creates")
+    replication_factor: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="replicas of every topic Soirée creates, the table's changelog too; "
+        "0: min(3, brokers of the cluster)",
+    )
+    min_insync_replicas: int = Field(
+        0, ge=0, le=32, description="min.insync.replicas of those topics; 0: min(2, the replication factor)"
+    )
     turnout_step: float = Field(
         0.1, gt=0, description="turnout move, in percentage points, that makes an event"
     )

@@ -137,6 +137,13 @@ def up(
         help="a locked-down Kafka (SASL/SCRAM over TLS with a local CA, ACLs per principal: ingest, "
         "worker, reader) and Redis with ACL users, as in production",
     ),
+    brokers: int = typer.Option(
+        1,
+        min=1,
+        max=5,
+        help="a KRaft cluster of N broker+controller nodes: node i on the bootstrap port + 2(i-1), its "
+        "controller on SOIREE_KAFKA_CONTROLLER_PORT + 2(i-1); data in $SOIREE_HOME/kafka-cluster-N",
+    ),
 ) -> None:
     """Start local Kafka (KRaft) and Redis unless they already answer; idempotent."""
     from stream.adapters.kafka.topics import ensure_topics
@@ -144,7 +151,7 @@ def up(
 
     settings = get_settings()
     try:
-        statuses = infra.up(settings, console, secure=secure)
+        statuses = infra.up(settings, console, secure=secure, brokers=brokers)
         asyncio.run(ensure_topics(settings))
     except Exception as exc:  # noqa: BLE001 - any failure here is shown as one clear line
         fail(str(exc))

@@ -149,8 +149,9 @@ def acls(settings: Settings) -> list[Acl]:
       finds to the dead letters; it reads nothing.
     * ``worker`` reads the inputs and the definitions, writes the events, the dead letters and
       the definitions (``soiree election create``), may create and describe every topic Soirée
-      makes (``ensure_topics``), and owns every topic and consumer group whose name starts with
-      its app id (internal topics, the table's changelog, Faust's leader topic).
+      makes and read its configuration (``ensure_topics`` checks its ``min.insync.replicas``),
+      and owns every topic and consumer group whose name starts with its app id (internal
+      topics, the table's changelog, Faust's leader topic).
     * ``reader`` reads the events (and the dead letters: ``soiree serve`` counts them for its
       metrics), and may describe and read any consumer group (``/readyz`` counts the workers).
     """
@@ -166,7 +167,7 @@ def acls(settings: Settings) -> list[Acl]:
         allow("ingest", "topic", topic, "WRITE", "DESCRIBE")
     for topic in topic_partitions(s):  # `soiree worker` makes sure every topic exists
         if not topic.startswith(s.app_id):
-            allow("worker", "topic", topic, "DESCRIBE", "CREATE")
+            allow("worker", "topic", topic, "DESCRIBE", "DESCRIBE_CONFIGS", "CREATE")
     for topic in (s.results_topic, s.turnout_topic):
         allow("worker", "topic", topic, "READ")
     for topic in (s.updates_topic, s.rejected_topic):

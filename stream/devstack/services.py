@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import shutil
@@ -435,19 +436,34 @@ def _kafka_endpoint(settings: Settings) -> tuple[str, int]:
     return servers[0]
 
 
-def _kafka_config(settings: Settings, port: int) -> Path:
-    """Write ``server.properties`` and ``log4j2.xml`` into the home dir (regenerated every start)."""
+def _kafka_config(
+    settings: Settings,
+    port: int,
+    *,
+    node_id: int = 1,
+    controller_port: int | None = None,
+    voters: str | None = None,
+    brokers: int = 1,
+) -> Path:
+    """Write ``server.properties`` and ``log4j2.xml`` into the home dir (regenerated every start).
+
+    One node of ``brokers``: ``node_id`` listens on ``port`` and ``controller_port``, ``voters`` is
+    the ``controller.quorum.voters`` of the whole cluster (the single node's when not given).
+    """
     home = _home(settings)
     data = home / "kafka-data"
     conf = home / "kafka-config"
     conf.mkdir(parents=True, exist_ok=True)
-    ctl = settings.kafka_controller_port
+    ctl = settings.kafka_controller_port if controller_port is None else controller_port
+    # the internal topics' replication: all of a small cluster's brokers, at most 3; writes to
+    # them need two in sync once there are two
+    replicas, insync = str(min(3, brokers)), str(min(2, brokers))
     properties = {
         "process.roles": "broker,controller",
-        "node.id": "1",
+        "node.id": str(node_id),
         # static quorum: the voter's address comes from here at each start, not from the
         # formatted storage, so changing the controller port later needs no re-format
-        "controller.quorum.voters": f"1@localhost:{ctl}",
+        "controller.quorum.voters": voters or f"{node_id}@localhost:{ctl}",
         "listeners": f"PLAINTEXT://localhost:{port},CONTROLLER://localhost:{ctl}",
         "advertised.listeners": f"PLAINTEXT://localhost:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -455,13 +471,15 @@ def _kafka_config(settings: Settings, port: int) -> Path:
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(data),
         "num.partitions": str(settings.partitions),
-        "auto.create.topics.enable": "true",
-        "offsets.topic.replication.factor": "1",
+        # every topic is created on purpose (ensure_topics, Faust), with its replication: a
+        # mistyped name must fail, not make a topic of one replica
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": str(max(settings.partitions, 1)),
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": insync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": insync,
         "group.initial.rebalance.delay.ms": "0",
     }
     server = conf / "server.properties"
@@ -521,6 +539,175 @@ def _start_kafka(settings: Settings, console: Console | None) -> ServiceStatus:
         waited = _wait_started(settings, "kafka", pid, lambda: kafka_answers(address), KAFKA_START_TIMEOUT)
     detail = f"pid {pid}, ready in {waited:.1f}s, log {_log_file(settings, 'kafka')}"
     return ServiceStatus("kafka", address, "started", detail)
+
+
+# --------------------------------------------------------------------------- a cluster
+
+
+def cluster_dir(settings: Settings, brokers: int) -> Path:
+    """Where ``up(brokers=N)`` keeps its nodes: ``$SOIREE_HOME/kafka-cluster-<N>/node-<id>``, each
+    with its ``kafka-data``, ``kafka-config``, ``run/kafka.pid`` and ``logs/kafka.log``. Apart from
+    the single broker's (``kafka-data``): a node's metadata names its cluster's voters."""
+    return _home(settings) / f"kafka-cluster-{brokers}"
+
+
+def _node_settings(settings: Settings, brokers: int, node: int) -> Settings:
+    return settings.model_copy(update={"home": cluster_dir(settings, brokers) / f"node-{node}"})
+
+
+def cluster_ports(settings: Settings, brokers: int) -> list[tuple[int, int]]:
+    """(client port, controller port) of each node, node 1 first: node *i* (1-based) listens on
+    the bootstrap port + 2(*i*-1) and its controller on ``SOIREE_KAFKA_CONTROLLER_PORT`` + 2(*i*-1)
+    (defaults: 9092/9093, 9094/9095, 9096/9097)."""
+    _host, port = _kafka_endpoint(settings)
+    ctl = settings.kafka_controller_port
+    pairs = [(port + 2 * i, ctl + 2 * i) for i in range(brokers)]
+    flat = [p for pair in pairs for p in pair]
+    if len(set(flat)) != len(flat) or max(flat) > 65535:
+        raise InfraError(
+            f"{brokers} brokers from port {port} and controllers from {ctl}, each every 2 ports, "
+            f"overlap or run past 65535: set SOIREE_KAFKA_CONTROLLER_PORT to {port + 1} (interleaved) "
+            f"or to a port at least {2 * brokers} away"
+        )
+    return pairs
+
+
+def cluster_bootstrap(settings: Settings, brokers: int) -> str:
+    """Every node's address: a client given them all still starts when node 1 is down."""
+    return ",".join(f"localhost:{port}" for port, _ in cluster_ports(settings, brokers))
+
+
+def _brokers_listed(port: int) -> int:
+    try:
+        return _metadata_brokers("localhost", port, 2.0)
+    except (OSError, ValueError, struct.error):
+        return 0
+
+
+def _answers_at(port: int) -> bool:
+    return _brokers_listed(port) >= 1
+
+
+def _start_cluster(settings: Settings, console: Console | None, brokers: int) -> list[ServiceStatus]:
+    """Start the nodes of the ``brokers``-node cluster that are not running (all of them at once:
+    the quorum needs a majority of controllers before any broker is ready), then wait until
+    every node answers and node 1's metadata lists all ``brokers``."""
+    host, _port = _kafka_endpoint(settings)
+    pairs = cluster_ports(settings, brokers)
+    voters = ",".join(f"{n}@localhost:{ctl}" for n, (_p, ctl) in enumerate(pairs, 1))
+    statuses: dict[int, ServiceStatus] = {}
+    starting: dict[int, int] = {}  # node -> pid
+    waits: dict[int, int] = {}  # node -> pid, of nodes already running (maybe still starting)
+    java: str | None = None
+    libs = Path()
+    for node, (port, ctl) in enumerate(pairs, 1):
+        node_settings = _node_settings(settings, brokers, node)
+        address = f"localhost:{port}"
+        pid = _read_pid(node_settings, "kafka")
+        if pid is not None:
+            waits[node] = pid
+            statuses[node] = ServiceStatus(
+                f"kafka-{node}", address, "already running", f"started by soiree, pid {pid}"
+            )
+            continue
+        if host not in _LOCAL_HOSTS:
+            raise InfraError(
+                f"Kafka at {settings.kafka_bootstrap} is not local, cannot start a cluster there"
+            )
+        for taken, what in ((port, "client"), (ctl, "controller")):
+            if _port_open("localhost", taken):
+                listed = _brokers_listed(taken)
+                known = (
+                    f" by a Kafka of {listed} broker(s) (the single-broker `soiree up`?)" if listed else ""
+                )
+                raise InfraError(
+                    f"node {node}'s {what} port {taken} is taken{known}; `soiree down` first, or set "
+                    f"SOIREE_KAFKA_BOOTSTRAP and SOIREE_KAFKA_CONTROLLER_PORT to free ports"
+                )
+        if java is None:
+            java = _check_java()
+            libs = ensure_kafka_jars(settings, console)  # shared by every node
+        server = _kafka_config(
+            node_settings, port, node_id=node, controller_port=ctl, voters=voters, brokers=brokers
+        )
+        _format_storage(node_settings, java, libs, server)
+        log4j = server.parent / "log4j2.xml"
+        argv = [
+            java, KAFKA_HEAP, "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={_home(node_settings) / 'logs'}",
+            "-cp", f"{libs}/*", "kafka.Kafka", str(server),
+        ]  # fmt: skip
+        starting[node] = _spawn(node_settings, "kafka", argv, cwd=_home(node_settings))
+    label = (
+        f"Starting {len(starting)} of {brokers} Kafka nodes…"
+        if starting
+        else f"Waiting for {brokers} Kafka nodes…"
+    )
+    status = console.status(label) if console else contextlib.nullcontext()
+    with status:
+        began = time.monotonic()
+        for node, pid in {**waits, **starting}.items():
+            port = pairs[node - 1][0]
+            remaining = max(KAFKA_START_TIMEOUT - (time.monotonic() - began), 1.0)
+            _wait_started(
+                _node_settings(settings, brokers, node),
+                "kafka",
+                pid,
+                functools.partial(_answers_at, port),
+                remaining,
+            )
+        first = pairs[0][0]
+        while _brokers_listed(first) < brokers:
+            if time.monotonic() - began > KAFKA_START_TIMEOUT:
+                raise InfraError(
+                    f"the {brokers} Kafka nodes did not all join within {KAFKA_START_TIMEOUT:.0f}s "
+                    f"(node 1 lists {_brokers_listed(first)}); see "
+                    f"{cluster_dir(settings, brokers)}/node-*/logs/kafka.log"
+                )
+            time.sleep(0.2)
+        waited = time.monotonic() - began
+    for node, pid in starting.items():
+        log = _log_file(_node_settings(settings, brokers, node), "kafka")
+        port, ctl = pairs[node - 1]
+        statuses[node] = ServiceStatus(
+            f"kafka-{node}",
+            f"localhost:{port}",
+            "started",
+            f"controller {ctl}, pid {pid}, ready in {waited:.1f}s, log {log}",
+        )
+    return [statuses[node] for node in sorted(statuses)]
+
+
+def _cluster_pids(settings: Settings) -> list[tuple[Settings, str, int | None, bool]]:
+    """(node settings, name, pid if running, had a pid file) of every cluster node ``up`` made."""
+    found = []
+    for pid_file in sorted(_home(settings).glob("kafka-cluster-*/node-*/run/kafka.pid")):
+        node_home = pid_file.parent.parent
+        node_settings = settings.model_copy(update={"home": node_home})
+        name = f"kafka-{node_home.name.removeprefix('node-')} ({node_home.parent.name})"
+        found.append((node_settings, name, _read_pid(node_settings, "kafka"), True))
+    return found
+
+
+def _stop_cluster(settings: Settings, console: Console | None) -> list[ServiceStatus]:
+    """SIGTERM every running node at once (one at a time, the last ones would wait for a quorum
+    that is gone), then wait for each."""
+    import concurrent.futures
+
+    nodes = _cluster_pids(settings)
+    statuses = []
+    running = [(s, name, pid) for s, name, pid, _ in nodes if pid is not None]
+    for _s, name, pid, had in nodes:
+        if pid is None and had:
+            statuses.append(ServiceStatus(name, "", "not running", "stale pid file removed"))
+    if not running:
+        return statuses
+    status = console.status(f"Stopping {len(running)} Kafka nodes…") if console else contextlib.nullcontext()
+    with status, concurrent.futures.ThreadPoolExecutor(len(running)) as pool:
+        hows = list(pool.map(lambda item: _stop(item[0], "kafka", item[2]), running))
+    for (_s, name, pid), how in zip(running, hows):
+        statuses.append(ServiceStatus(name, "", "stopped", f"pid {pid}, {how}"))
+    return statuses
 
 
 # --------------------------------------------------------------------------- Redis
@@ -592,12 +779,20 @@ def _start_redis(settings: Settings, console: Console | None) -> ServiceStatus:
 # --------------------------------------------------------------------------- API
 
 
-def up(settings: Settings, console: Console | None = None, secure: bool = False) -> list[ServiceStatus]:
+def up(
+    settings: Settings, console: Console | None = None, secure: bool = False, brokers: int = 1
+) -> list[ServiceStatus]:
     """Make Kafka then Redis answer at the configured addresses, starting only what is missing.
 
     ``secure``: the locked-down stack of ``stream.devstack.secure`` instead, in ``home/secure``.
+    ``brokers`` > 1: a KRaft cluster of that many nodes instead of the single broker (every node
+    broker and controller; ports: ``cluster_ports``; data: ``cluster_dir``).
     Idempotent. Raises ``InfraError`` (pointing at the log file) when a service cannot start.
     """
+    if brokers < 1:
+        raise InfraError(f"--brokers must be at least 1, not {brokers}")
+    if secure and brokers > 1:
+        raise InfraError("--secure runs a single broker; --brokers N is for the plain stack")
     if secure:  # a stack of its own, locked down: stream/devstack/secure.py
         from stream.devstack import secure as secure_stack
 
@@ -605,7 +800,9 @@ def up(settings: Settings, console: Console | None = None, secure: bool = False)
             return secure_stack.up(settings, console)
     statuses: list[ServiceStatus] = []
     with _lock(settings):
-        if kafka_answers(settings.kafka_bootstrap):
+        if brokers > 1:
+            statuses.extend(_start_cluster(settings, console, brokers))
+        elif kafka_answers(settings.kafka_bootstrap):
             pid = _read_pid(settings, "kafka")
             detail = f"started by soiree, pid {pid}" if pid else "not managed by soiree"
             statuses.append(ServiceStatus("kafka", settings.kafka_bootstrap, "already running", detail))
@@ -645,7 +842,8 @@ def down(
     SIGKILL; never anything else.
 
     ``only`` limits it to some of ``"serve"``, ``"kafka"``, ``"redis"`` (the test session stops
-    just what it started), ``"secure"`` (the stack of ``up(secure=True)``).
+    just what it started), ``"secure"`` (the stack of ``up(secure=True)``), ``"cluster"`` (the
+    nodes of ``up(brokers=N)``).
     """
     statuses: list[ServiceStatus] = []
     addresses = {
@@ -658,6 +856,8 @@ def down(
             from stream.devstack import secure as secure_stack
 
             statuses.extend(secure_stack.down(settings, console))
+        if only is None or "cluster" in only:
+            statuses.extend(_stop_cluster(settings, console))
         for name in ("serve", "redis", "kafka"):  # reverse start order
             if only is not None and name not in only:
                 continue

@@ -78,7 +78,11 @@ class Ingest:
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
-            **client_options(self.settings), acks="all", linger_ms=5, max_request_size=2 * 2**20
+            **client_options(self.settings),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=2 * 2**20,
         )
         await self.producer.start()
 

@@ -20,7 +20,7 @@ from typing import Any
 import faust
 
 from stream.adapters.kafka.client import faust_credentials
-from stream.adapters.kafka.topics import contributions_topic, nation_topic
+from stream.adapters.kafka.topics import contributions_topic, nation_topic, resolve_replication
 from stream.adapters.redis.clients import async_client, sync_client
 from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import alive_marker
@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
     datadir = settings.home / "faust" / settings.app_id  # Faust's own files; not ./<app id>-data
     datadir.mkdir(parents=True, exist_ok=True)
+    # the topics Faust creates (the table's changelog, its leader topic) replicated like ours
+    replicas, insync = resolve_replication(settings)
     app = SoireeApp(
         settings.app_id,
         broker=_broker_url(settings),
@@ -71,6 +73,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         value_serializer="raw",
         autodiscover=False,
         producer_linger=0.0,
+        producer_acks=-1,  # all in-sync replicas; and idempotent (runtime.faust.app._Producer)
+        topic_replication_factor=replicas,
         producer_max_batch_size=512 * 1024,
         # A killed worker's partitions move once the broker stops hearing from it.
         broker_session_timeout=settings.session_timeout,
@@ -84,7 +88,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
         settings=settings,
         elections=ElectionCache(sync_client(settings.redis_dsn()), alive_marker=marker),
         marker=marker,
-        areas=app.Table("areas", partitions=partitions, key_type=bytes, value_type=bytes),
+        areas=app.Table(
+            "areas",
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            extra_topic_configs={"min.insync.replicas": str(insync)},
+        ),
         producer=app.producer,
         contributions=contributions_topic(settings),
         nation=nation_topic(settings),

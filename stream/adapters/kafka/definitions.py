@@ -59,7 +59,10 @@ async def publish_definition(settings: Settings, election_id: str, definition: b
             "a message may hold"
         )
     producer = AIOKafkaProducer(
-        **client_options(settings), acks="all", max_request_size=ELECTIONS_MAX_MESSAGE_BYTES
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=ELECTIONS_MAX_MESSAGE_BYTES,
     )
     await producer.start()
     try:

@@ -97,7 +97,11 @@ class Publisher:
 
     def __init__(self, settings: Settings, rate: float | None = None) -> None:
         self._producer = AIOKafkaProducer(
-            **client_options(settings), linger_ms=5, max_batch_size=256 * 1024, acks="all"
+            **client_options(settings),
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            acks="all",
+            enable_idempotence=True,
         )
         self._rate = rate
         self._results = settings.results_topic

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from stream.adapters.kafka.client import client_options
@@ -20,6 +22,9 @@ __all__ = [
     "co_partitioned",
     "topic_partitions",
     "check_created",
+    "check_replication",
+    "replication",
+    "resolve_replication",
     "ELECTIONS_MAX_MESSAGE_BYTES",
     "SOURCE_HEADER",
 ]
@@ -82,7 +87,7 @@ def co_partitioned(settings: Settings) -> list[str]:
     ]
 
 
-#: Per-topic configuration of the topics that need one.
+#: Per-topic configuration of the topics that need one (beyond ``min.insync.replicas``, every topic's).
 def _topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     return {
         settings.elections_topic: {
@@ -90,6 +95,99 @@ def _topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
             "max.message.bytes": str(ELECTIONS_MAX_MESSAGE_BYTES),
         }
     }
+
+
+#: (replication factor, min.insync.replicas) already worked out, by bootstrap and settings
+_resolved: dict[tuple[str, int, int], tuple[int, int]] = {}
+
+
+async def replication(settings: Settings, admin: AIOKafkaAdminClient) -> tuple[int, int]:
+    """The replication factor and ``min.insync.replicas`` of the topics Soirée creates:
+    ``SOIREE_REPLICATION_FACTOR`` (0: min(3, brokers the cluster lists)) and
+    ``SOIREE_MIN_INSYNC_REPLICAS`` (0: min(2, that factor))."""
+    factor = settings.replication_factor
+    if not factor:
+        cluster = await admin.describe_cluster()
+        factor = max(1, min(3, len(cluster.get("brokers") or ())))
+    insync = settings.min_insync_replicas or min(2, factor)
+    if insync > factor:
+        raise TopicsMisconfigured(
+            f"SOIREE_MIN_INSYNC_REPLICAS={insync} is more than the replication factor {factor}: "
+            "no write could ever be acknowledged"
+        )
+    _resolved[(settings.kafka_bootstrap, settings.replication_factor, settings.min_insync_replicas)] = (
+        factor,
+        insync,
+    )
+    return factor, insync
+
+
+def resolve_replication(settings: Settings) -> tuple[int, int]:
+    """``replication`` from synchronous code (``create_app``: Faust's own topics, the changelog):
+    what ``ensure_topics`` found in this process, else asked of the cluster now."""
+    key = (settings.kafka_bootstrap, settings.replication_factor, settings.min_insync_replicas)
+    if key in _resolved:
+        return _resolved[key]
+    if settings.replication_factor:  # nothing to ask the cluster
+        factor = settings.replication_factor
+        insync = settings.min_insync_replicas or min(2, factor)
+        return factor, insync
+
+    async def ask() -> tuple[int, int]:
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            return await replication(settings, admin)
+        finally:
+            await admin.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="soiree-replication") as pool:
+        return pool.submit(asyncio.run, ask()).result()
+
+
+def check_replication(
+    factors: dict[str, int], insyncs: dict[str, int | None], factor: int, insync: int
+) -> None:
+    """Refuse (``TopicsMisconfigured``, one line) topics with fewer replicas, or a lower
+    ``min.insync.replicas``, than the settings ask for: a worker would run with less
+    durability than the operator configured, and nothing would say so."""
+    wrong = [
+        f"topic {name} has replication factor {count} (SOIREE_REPLICATION_FACTOR wants {factor})"
+        for name, count in sorted(factors.items())
+        if count < factor
+    ]
+    wrong += [
+        f"topic {name} has min.insync.replicas {value} (SOIREE_MIN_INSYNC_REPLICAS wants {insync})"
+        for name, value in sorted(insyncs.items())
+        if value is not None and value < insync
+    ]
+    if wrong:
+        raise TopicsMisconfigured(
+            "; ".join(wrong) + ": raise them (kafka-reassign-partitions, kafka-configs --alter) or recreate "
+            "those topics, or set the settings lower"
+        )
+
+
+async def _replication_of(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Each topic's replication factor (its fewest replicas over its partitions) and effective
+    ``min.insync.replicas`` (None if the broker would not say)."""
+    described = await admin.describe_topics(names)
+    factors = {
+        d["topic"]: min(len(p["replicas"]) for p in d["partitions"]) for d in described if d.get("partitions")
+    }
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, configs={"min.insync.replicas": None})
+        for name in names
+    ]
+    insyncs: dict[str, int | None] = dict.fromkeys(names)
+    for response in await admin.describe_configs(resources):
+        for code, _message, _type, name, entries in (r[:5] for r in response.resources):
+            for entry in entries if code == 0 else ():
+                if entry[0] == "min.insync.replicas" and entry[1] is not None:
+                    insyncs[name] = int(entry[1])
+    return factors, insyncs
 
 
 def check_created(topic_errors: list[tuple[Any, ...]]) -> None:
@@ -113,7 +211,9 @@ def check_created(topic_errors: list[tuple[Any, ...]]) -> None:
 
 
 async def ensure_topics(settings: Settings) -> dict[str, int]:
-    """Create the topics if missing; refuse if a co-partitioned one has the wrong partition count.
+    """Create the topics if missing, with the replication of ``replication``; refuse if a
+    co-partitioned one has the wrong partition count, or any (the changelog too, once it exists)
+    fewer replicas or a lower ``min.insync.replicas`` than the settings ask for.
 
     The internal topics are created here too, before any worker starts, and waited for: when
     two workers started together on a fresh group, each created one of them, and the group's
@@ -125,9 +225,15 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
     try:
         wanted = topic_partitions(settings)
         configs = _topic_configs(settings)
+        factor, insync = await replication(settings, admin)
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, count, 1, topic_configs=configs.get(name))
+            NewTopic(
+                name,
+                count,
+                factor,
+                topic_configs={**configs.get(name, {}), "min.insync.replicas": str(insync)},
+            )
             for name, count in wanted.items()
             if name not in existing
         ]
@@ -149,6 +255,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
                 f"tables are), so set SOIREE_PARTITIONS={partitions[settings.results_topic]} or recreate "
                 "the topics that differ"
             )
+        check_replication(*await _replication_of(admin, list(partitions)), factor, insync)
         return partitions
     finally:
         await admin.close()

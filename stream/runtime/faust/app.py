@@ -1,4 +1,5 @@
-"""``SoireeApp``: ``faust.App`` with this package's consumer, started only on the pinned versions.
+"""``SoireeApp``: ``faust.App`` with this package's consumer (and an idempotent producer),
+started only on the pinned versions.
 
 The consumer is installed through the transport (``_Transport``), the one place ``faust.App``
 takes it from; ``TableManager=SeekFirstTableManager`` and ``Monitor=QuietMonitor`` are
@@ -7,6 +8,7 @@ takes it from; ``TableManager=SeekFirstTableManager`` and ``Monitor=QuietMonitor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -18,8 +20,17 @@ from .versions import check_versions
 __all__ = ["SoireeApp"]
 
 
+class _Producer(faust_aiokafka.Producer):
+    """Faust's producer, idempotent: a batch retried after a lost acknowledgement (a broker
+    failing over) is not written twice to the changelog or the internal topics."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = _Producer
 
 
 class SoireeApp(faust.App):
