@@ -674,3 +674,22 @@ def test_publish_after_needs_its_time_zone() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         Election.model_validate({**ELECTION_DEF, "publish_after": "2017-05-07T20:00:00"})
     assert Election.model_validate(ELECTION_DEF).rehearsal is False
+
+
+@pytest.mark.parametrize(
+    "good",
+    ["42218-0001", "MÉLENCHON", "LE PEN", "d'Estaing", "ZZ001-BV01", "Saint-Étienne", "42-01-03", "a.b_c"],
+)
+def test_ids_of_the_contract_are_accepted(good: str) -> None:
+    parse_result(orjson.dumps(result(bureau=good, votes={good: 640 - 13}, registered=None)))
+
+
+@pytest.mark.parametrize(
+    "bad", ["42:1", "a|b", "x*", "{x}", "LE  PEN", " LE", "LE ", "a\nb", "a\x00b", "é/è"]
+)
+def test_ids_outside_the_contract_are_refused_without_echoing_them_raw(bad: str) -> None:
+    with pytest.raises(InvalidResult) as refused:
+        parse_result(orjson.dumps(result(bureau=bad)))
+    reason = str(refused.value)
+    assert reason.startswith("field 'bureau': not an id (letters, digits, '.', '_', an apostrophe or '-'")
+    assert "\n" not in reason and "\x00" not in reason  # the value is shown quoted (repr)

@@ -69,7 +69,13 @@ Level = Literal["bureau", "commune", "circonscription", "department", "region", 
 #: Levels from the bottom up; a bureau counts once at each.
 LEVELS: tuple[Level, ...] = ("bureau", "commune", "circonscription", "department", "region", "nation")
 Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^|]+$")]
+#: The contract's ids (elections, areas, races, candidates, sources): letters (accents too),
+#: digits, ``.``, ``_``, an apostrophe and ``-``, words separated by single spaces ("LE PEN");
+#: never ``:`` ``|`` ``{`` ``}`` ``*``, other punctuation or control characters, which could
+#: collide in Redis keys (``soiree:results:<election>:...``) or forge a log line.
+ID_PATTERN = r"^[\w.'\-]+(?: [\w.'\-]+)*$"
+ID_RULE = "letters, digits, '.', '_', an apostrophe or '-', words separated by single spaces"
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 class Candidate(BaseModel):
@@ -555,6 +561,8 @@ def _describe(error: ErrorDetails) -> str:
         return message
     if error["type"] == "missing":
         return f"missing field '{location}'"
+    if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == ID_PATTERN:
+        message = f"not an id ({ID_RULE})"
     given = error.get("input")
     shown = repr(given)
     if len(shown) > 40:
@@ -600,7 +608,10 @@ def _parse(raw: bytes | str, model: type[_Message], max_bytes: int) -> _Message:
     except ValidationError as exc:
         place = data.get("bureau") or data.get("commune")
         what = "bureau" if data.get("bureau") else "commune"
-        prefix = f"{what} {place}: " if isinstance(place, str) and place else ""
+        # the place prefixes the reason only when it is a valid id: a made-up one (a newline,
+        # a ':') is shown quoted by the field's own message instead, never raw in a log line
+        valid = isinstance(place, str) and len(place) <= 64 and _ID.fullmatch(place) is not None
+        prefix = f"{what} {place}: " if valid else ""
         reasons = "; ".join(_describe(e) for e in exc.errors(include_url=False))
         if prefix and reasons.startswith(prefix):
             prefix = ""
@@ -707,6 +718,7 @@ def make_rejection(raw: bytes, reason: str, **where: Any) -> Rejection:
     )
 
 
+_ID = re.compile(ID_PATTERN)
 _PLACE = re.compile(r"^(?:bureau|commune) [^\s:]+: ")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _ASIDE = re.compile(r" \(.*", re.DOTALL)
