@@ -10,10 +10,14 @@ worker processes in one group), already started and ready, the same messages pub
 ``bureau-results``; the clock stops when the nation's
 standings in Redis include every bureau. Then the workers are killed (-9) and a new one started:
 the time until it is ready measures failover. Both with the Redis store and with Faust's memory
-store (which replays the whole changelog). Usage (Kafka and Redis running, e.g. `soiree up`)::
+store (which replays the whole changelog). ``--signed``: each store's night a second time, right
+after the first, signed: the election requires signatures, a sources file of the run's (in a temp
+dir) holds one source of scope ``nation:FR`` with its public key, every report is signed with
+``sign()`` before the clock starts; the workers verify each one (the cost of signatures, issue 17).
+Usage (Kafka and Redis running, e.g. `soiree up`)::
 
     python bench/replay_2017.py [--data ../shared/data/pres2017] [--json bench/results/replay_2017.json]
-                                [--stores redis,memory] [--workers 1]
+                                [--stores redis,memory] [--workers 1] [--signed]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import zlib
@@ -37,6 +42,7 @@ import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,12 +51,16 @@ from stream.adapters.kafka.publisher import Publisher
 from stream.adapters.kafka.topics import ensure_topics
 from stream.adapters.redis.keys import results_pattern
 from stream.adapters.redis.standings import read_standings
+from stream.auth.registry import add_source
+from stream.auth.signatures import load_private_key, sign, write_key_pair
 from stream.devstack import services as infra
 from stream.settings import Settings
 from stream.sources.ministry import election_from_ministry, results_from_ministry
 from stream.testing import forget_run, private_settings
 
 ROUND1 = "2017-presidentielle-1_par_bureau_large.csv.gz"
+#: The one source of a signed night: it may report every bureau.
+SOURCE = "bench-nation"
 
 
 def require(settings: Settings, data: Path | None = None) -> None:
@@ -222,7 +232,28 @@ async def floor(
     }
 
 
-def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.Popen[bytes]:
+def make_source(directory: Path, election: str) -> tuple[Path, Ed25519PrivateKey]:
+    """A sources file in ``directory`` with one source (``SOURCE``, scope ``nation:FR``, ``election``
+    only) and its public key; returns the file and the source's private key."""
+    private, public = write_key_pair(directory / SOURCE)
+    sources = directory / "sources.toml"
+    add_source(sources, SOURCE, "nation:FR", election=election, public_key=public)
+    return sources, load_private_key(private)
+
+
+def sign_all(results: list[dict[str, Any]], key: Ed25519PrivateKey) -> float:
+    """Sign every report in place as ``SOURCE`` (``source`` then ``signature``); returns seconds."""
+    started = time.perf_counter()
+    for result in results:
+        result["source"] = SOURCE
+        result["signature"] = sign(result, key)
+    return time.perf_counter() - started
+
+
+def start_worker(
+    settings: Settings, log: Path, *elections: str, sources: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A worker process of the run's settings (``sources``: its ``SOIREE_SOURCES_FILE``)."""
     env = dict(os.environ)
     env.update(
         SOIREE_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
@@ -234,6 +265,8 @@ def start_worker(settings: Settings, log: Path, *elections: str) -> subprocess.P
         SOIREE_UPDATES_TOPIC=settings.updates_topic,
         SOIREE_ELECTIONS_TOPIC=settings.elections_topic,
     )
+    if sources is not None:
+        env["SOIREE_SOURCES_FILE"] = str(sources)
     handle = log.open("ab")
     return subprocess.Popen(
         [
@@ -339,13 +372,34 @@ def wait_settled(logs: list[Path], quiet: float = 3.0, timeout: float = 120) -> 
 
 
 def run_soiree(
-    base: Settings, store: str, path: Path, workers: int = 1, with_floor: bool = False
+    base: Settings,
+    store: str,
+    path: Path,
+    workers: int = 1,
+    with_floor: bool = False,
+    signed: bool = False,
 ) -> dict[str, Any]:
     """``workers`` workers with ``store``: the night, then kill -9 and the time a new worker needs
-    to be ready; and, ``with_floor``, the floor of the night's writes (``floor``)."""
+    to be ready; and, ``with_floor``, the floor of the night's writes (``floor``); ``signed``, an
+    election requiring signatures, every report signed beforehand (``sign_s``, not timed)."""
+    if not signed:
+        return _run_soiree(base, store, path, workers, with_floor, None)
+    with tempfile.TemporaryDirectory(prefix="soiree-bench-") as scratch:  # the key pair, the sources
+        return _run_soiree(base, store, path, workers, with_floor, Path(scratch))
+
+
+def _run_soiree(
+    base: Settings, store: str, path: Path, workers: int, with_floor: bool, scratch: Path | None
+) -> dict[str, Any]:
+    """``run_soiree``; signed when given a ``scratch`` directory for the key pair and sources file."""
     tag = uuid.uuid4().hex[:6]
     election = election_from_ministry(path, f"pres2017-t1-bench-{tag}")
     results = list(results_from_ministry(path, election.election))
+    sources, sign_s = None, None
+    if scratch is not None:
+        election = election.model_copy(update={"require_signature": True})
+        sources, key = make_source(scratch, election.election)
+        sign_s = sign_all(results, key)
     settings = private_settings(base, f"bench-{tag}", store=store)
     register_election(settings, redis.Redis.from_url(base.redis_dsn()), election)
     asyncio.run(ensure_topics(settings))
@@ -355,13 +409,15 @@ def run_soiree(
         running: list[subprocess.Popen[bytes]] = []
         try:
             for log in logs:
-                running.append(start_worker(settings, log, election.election))
+                running.append(start_worker(settings, log, election.election, sources=sources))
             ready = max(wait_ready(log, worker) for log, worker in zip(logs, running))
             if workers > 1:
                 wait_settled(logs)
             cpu_before = [cpu_seconds(worker.pid) for worker in running]
-            figures = asyncio.run(publish_and_wait(settings, election.election, results))
+            figures: dict[str, Any] = asyncio.run(publish_and_wait(settings, election.election, results))
             figures["workers"] = workers
+            if sign_s is not None:
+                figures["signed"], figures["sign_s"] = True, sign_s
             figures["worker_cpu_s"] = sum(
                 cpu_seconds(worker.pid) - before for worker, before in zip(running, cpu_before)
             )
@@ -373,7 +429,7 @@ def run_soiree(
                 worker.wait(timeout=30)
         log = logs[0]
         skip = log.stat().st_size
-        worker = start_worker(settings, log, election.election)
+        worker = start_worker(settings, log, election.election, sources=sources)
         try:
             figures["restart_ready_s"] = wait_ready(log, worker, skip)
         finally:
@@ -394,6 +450,43 @@ def run_soiree(
         forget_run(settings, election.election)
 
 
+def signature_cost(unsigned: dict[str, Any], signed: dict[str, Any], reports: int) -> dict[str, float]:
+    """The signed night against the unsigned one of the same store and run."""
+    extra_cpu = signed["worker_cpu_s"] - unsigned["worker_cpu_s"]
+    return {
+        "unsigned_s": unsigned["total_s"],
+        "signed_s": signed["total_s"],
+        "ratio": signed["total_s"] / unsigned["total_s"],
+        "unsigned_cpu_s": unsigned["worker_cpu_s"],
+        "signed_cpu_s": signed["worker_cpu_s"],
+        "cpu_ratio": signed["worker_cpu_s"] / unsigned["worker_cpu_s"],
+        "extra_cpu_us_per_report": extra_cpu * 1e6 / reports,
+        "sign_s": signed["sign_s"],
+    }
+
+
+def signed_rows(store: str, cost: dict[str, float]) -> list[tuple[str, str, str]]:
+    """The table's rows of one store's signed night (``signature_cost``)."""
+    return [
+        (
+            f"{store} store, signed: first publish → nation complete",
+            f"{cost['signed_s']:.2f} s",
+            f"unsigned {cost['unsigned_s']:.2f} s; reports signed beforehand in {cost['sign_s']:.1f} s",
+        ),
+        (
+            f"{store} store, signed: worker CPU time for the night",
+            f"{cost['signed_cpu_s']:.2f} s",
+            f"unsigned {cost['unsigned_cpu_s']:.2f} s ({cost['cpu_ratio']:.2f}×), "
+            f"+{cost['extra_cpu_us_per_report']:.0f} µs per report",
+        ),
+        (
+            f"{store} store: signed / unsigned night (time)",
+            f"{cost['ratio']:.2f}×",
+            "target: under 1.5×" + (" (reached)" if cost["ratio"] < 1.5 else " (not reached)"),
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/pres2017")
@@ -403,6 +496,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes in the group (one per core at most)"
+    )
+    parser.add_argument(
+        "--signed",
+        action="store_true",
+        help="each store's night again, every report signed and verified by the workers",
     )
     args = parser.parse_args()
     base = Settings()
@@ -417,6 +515,9 @@ def main() -> None:
         name: run_soiree(base, stores[name], path, args.workers, with_floor=name == "redis")
         for name in args.stores.split(",")
     }
+    signed: dict[str, dict[str, Any]] = {}
+    if args.signed:  # after the unsigned nights, on the same broker
+        signed = {name: run_soiree(base, stores[name], path, args.workers, signed=True) for name in ours}
 
     rows = [
         ("bureaux", f"{len(results):,}", ""),
@@ -483,6 +584,9 @@ def main() -> None:
                 "",
             )
         )
+    costs = {name: signature_cost(ours[name], figures, len(results)) for name, figures in signed.items()}
+    for name, cost in costs.items():
+        rows += signed_rows(name, cost)
     width = max(len(r[0]) for r in rows)
     print(
         f"Soirée replay benchmark, {platform.node()}, {os.cpu_count()} CPUs, "
@@ -490,7 +594,14 @@ def main() -> None:
     )
     for name, value, extra in rows:
         print(f"  {name:<{width}}  {value:>10}  {extra}")
-    report = {"bureaux": len(results), "workers": args.workers, "baseline": baseline_figures, "soiree": ours}
+    report: dict[str, Any] = {
+        "bureaux": len(results),
+        "workers": args.workers,
+        "baseline": baseline_figures,
+        "soiree": ours,
+    }
+    if signed:
+        report["signed"] = {name: {**figures, "cost": costs[name]} for name, figures in signed.items()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"  written to {args.json}")
