@@ -3,7 +3,9 @@ ones to the contributions topic, one message per department per batch. It keeps 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -21,7 +23,12 @@ from stream.runtime.dead_letters import DeadLetters, Record, internal_error, sou
 from stream.runtime.faust.outbox import Outbox
 from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
 
-__all__ = ["Router"]
+__all__ = ["Router", "VERIFIER_THREADS"]
+
+#: Threads verifying a batch's signatures (a worker process uses about one core for the rest).
+VERIFIER_THREADS = 2
+#: (the record, its election, "bureau …" or "commune …"): a signature to verify
+SignatureCheck = tuple[Record, ElectionIndex, str]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,8 @@ class Router:
         sources: Sources | None = None,
     ) -> None:
         self.turnout_topic = turnout_topic
+        #: threads verifying signatures (``_verify``), made when an election first needs them
+        self._verifiers: ThreadPoolExecutor | None = None
         #: who may sign what, for elections that require signatures (``auth.verification``)
         self.sources = sources
         self.elections = elections
@@ -57,9 +66,13 @@ class Router:
         outbox = Outbox(self.producer)
         reject = self.dead_letters.reject
         by_department: dict[tuple[str, str], list[BureauRow]] = {}
+        signed: list[tuple[Record, tuple[str, str], BureauRow, SignatureCheck]] = []
         for record in records:
             try:
-                election, department, row = await waiting_for_redis(self._validate, record)
+                election, department, row, check = await waiting_for_redis(self._validate, record)
+                if check is not None:  # verified below, all of the batch's at once, off the loop
+                    signed.append((record, (election, department), row, check))
+                    continue
             except InvalidResult as exc:
                 reject(outbox, record, str(exc))
                 continue
@@ -70,13 +83,21 @@ class Router:
                 reject(outbox, record, f"not processed: {internal_error(exc)}")
                 continue
             by_department.setdefault((election, department), []).append(row)
+        if signed:
+            problems = await self._verify([check for *_, check in signed])
+            for (record, place, row, _), problem in zip(signed, problems, strict=True):
+                if problem is not None:
+                    reject(outbox, record, problem)
+                else:
+                    by_department.setdefault(place, []).append(row)
         for (election, department), rows in by_department.items():
             outbox.add(self.contributions, *department_message(election, department, rows))
         await outbox.deliver()
         return sum(map(len, by_department.values()))
 
-    def _validate(self, record: Record) -> tuple[str, str, list[Any]]:
-        """(election, department, row) of a valid report, or InvalidResult (``contributions``)."""
+    def _validate(self, record: Record) -> tuple[str, str, list[Any], SignatureCheck | None]:
+        """(election, department, row, the signature to verify if the election requires one) of a
+        valid report, or InvalidResult (``contributions``)."""
         if record.topic == self.turnout_topic:
             return self._validate_turnout(record)
         result = validate_result(record.value or b"", self.elections, self.max_message_bytes)
@@ -89,26 +110,41 @@ class Router:
         election = self.elections.get(result.election)
         if election is None:  # validate_result found it: a bug, dead-lettered as such by _route
             raise RuntimeError(f"election {result.election!r} validated but not found")
-        if election.require_signature:
-            self._check_signature(record, election, f"bureau {result.bureau}")
+        check = (record, election, f"bureau {result.bureau}") if election.require_signature else None
         entry = election.roll[result.bureau]
         tally = Tally.of_result(result, entry.registered)
         row = [result.bureau, result.seq, tally.to_json()]
         source = source_header(record)
         if source is not None:  # its dead letters in the tally (a conflict) name it too
             row.append(source)
-        return election.tally_id, entry.department, row
+        return election.tally_id, entry.department, row, check
 
-    def _check_signature(self, record: Record, election: ElectionIndex, where: str) -> None:
-        """InvalidResult unless the report is signed by a source whose scope holds it."""
+    def _signature_problem(self, check: SignatureCheck) -> str | None:
+        """Why a report cannot count (not signed by a source whose scope holds it), or None."""
+        record, election, where = check
         data = orjson.loads(record.value or b"")  # valid JSON: it was validated
         name = data.get("source")
         source = self.sources.get(name) if self.sources is not None and isinstance(name, str) else None
         problem = signature_problem(data, source, election)
-        if problem is not None:
-            raise InvalidResult(f"{where}: {problem}")
+        return None if problem is None else f"{where}: {problem}"
 
-    def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any]]:
+    async def _verify(self, checks: list[SignatureCheck]) -> list[str | None]:
+        """The batch's signatures, verified in threads: Ed25519 verification is most of a signed
+        report's cost, and it releases the GIL, so the loop goes on and a second core helps."""
+        if self._verifiers is None:
+            self._verifiers = ThreadPoolExecutor(VERIFIER_THREADS, thread_name_prefix="soiree-verify")
+        loop = asyncio.get_running_loop()
+        size = max(1, -(-len(checks) // VERIFIER_THREADS))
+        parts = [checks[i : i + size] for i in range(0, len(checks), size)]
+        answers = await asyncio.gather(
+            *(loop.run_in_executor(self._verifiers, self._problems, part) for part in parts)
+        )
+        return [problem for answer in answers for problem in answer]
+
+    def _problems(self, checks: list[SignatureCheck]) -> list[str | None]:
+        return [self._signature_problem(check) for check in checks]
+
+    def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any], SignatureCheck | None]:
         """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally
         holds only ``turnout_at = {hour: [registered, voters]}`` (and its time)."""
         report = validate_turnout(record.value or b"", self.elections, self.max_message_bytes)
@@ -121,10 +157,8 @@ class Router:
         election = self.elections.get(report.election)
         if election is None:  # validate_turnout found it: a bug, dead-lettered as such by _route
             raise RuntimeError(f"election {report.election!r} validated but not found")
-        if election.require_signature:
-            self._check_signature(
-                record, election, f"{'bureau' if report.bureau else 'commune'} {report.place}"
-            )
+        where = f"{'bureau' if report.bureau else 'commune'} {report.place}"
+        check = (record, election, where) if election.require_signature else None
         if report.bureau is not None:
             placement = election.roll[report.bureau]
             commune, registered = placement.commune, placement.registered
@@ -140,4 +174,4 @@ class Router:
             commune,
             report.bureau,
         ]
-        return election.tally_id, election.roll_by_commune[commune], row
+        return election.tally_id, election.roll_by_commune[commune], row, check
