@@ -330,3 +330,30 @@ def test_events_of_an_embargoed_election_carry_its_publish_after() -> None:
     assert all("publish_after" not in e for e in night.events if e["election"] == "open")
     assert UpdateEvent.model_validate(embargoed[0]).publish_after is not None
     assert night.standings("e", "nation", "FR").votes == {"A": 7, "B": 3}  # counted all the same
+
+
+def test_a_batch_kafka_refuses_for_good_is_dead_lettered_with_the_error_not_retried_forever() -> None:
+    """MessageSizeTooLargeError (not retriable) on the contributions: the batch's reports go to the
+    dead letters with the error, instead of the partition retrying it forever; a retriable error
+    is still waited out and the reports counted."""
+    from aiokafka.errors import MessageSizeTooLargeError, NotLeaderForPartitionError
+
+    night = Night(definition("e"))
+    night.producer.fail_next, night.producer.fail_topic = MessageSizeTooLargeError("too big"), "contributions"
+
+    async def route(*reports: dict[str, Any]) -> None:
+        payloads = [(0, r["bureau"].encode(), orjson.dumps(r)) for r in reports]
+        records = [e.message for e in as_events(payloads, "bureau-results", night.offsets["in"])]
+        await asyncio.wait_for(night.pipeline.on_results(records), 10)
+
+    night.loop.run_until_complete(
+        route(result("e", "42218-0001", 1, 10, 5), result("e", "42001-0001", 1, 1, 1))
+    )
+    rejected = [orjson.loads(v) for _, _, v in night.producer.take(Settings().rejected_topic)]
+    assert sorted(orjson.loads(r["payload"])["bureau"] for r in rejected) == ["42001-0001", "42218-0001"]
+    assert {r["reason"] for r in rejected} == {
+        "not routed: Kafka refused it: MessageSizeTooLargeError: [Error 10] MessageSizeTooLargeError: too big"
+    }
+    night.producer.fail_next = NotLeaderForPartitionError()  # retriable: waited out
+    night.run("bureau-results", result("e", "75056-0001", 1, 7, 3))
+    assert night.standings("e", "nation", "FR").votes == {"A": 7, "B": 3}

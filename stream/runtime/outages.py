@@ -18,7 +18,14 @@ from redis.exceptions import RedisError
 from stream.errors import ElectionsUnavailable
 from stream.runtime import metrics
 
-__all__ = ["OUTAGES", "OUTAGE_RETRY_DELAY", "through_outages", "waiting_for_redis"]
+__all__ = [
+    "OUTAGES",
+    "OUTAGE_RETRY_DELAY",
+    "KafkaRefused",
+    "refused_for_good",
+    "through_outages",
+    "waiting_for_redis",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,13 +40,31 @@ MAX_RETRY_DELAY = 10.0
 REDIS_RETRY_DELAY = 0.2
 
 
+class KafkaRefused(Exception):
+    """Kafka refused what was sent for good (a message too large, an authorisation missing): no
+    retry will pass, so the caller dead-letters what it was sending instead of waiting forever."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(f"Kafka refused it: {type(error).__name__}: {error}")
+        self.error = error
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """A Kafka error no retry can pass: a specific error class aiokafka marks not retriable (the
+    bare ``KafkaError`` says nothing either way and is waited out as before)."""
+    return isinstance(exc, KafkaError) and type(exc) is not KafkaError and not exc.retriable
+
+
 async def through_outages(work: Callable[[T], Awaitable[R]], batch: T) -> R:
-    """``work(batch)``, again (with backoff) for as long as an outage (``OUTAGES``) reaches it."""
+    """``work(batch)``, again (with backoff) for as long as an outage (``OUTAGES``) reaches it;
+    ``KafkaRefused`` when Kafka refuses it for good."""
     delay = OUTAGE_RETRY_DELAY
     while True:
         try:
             return await work(batch)
         except OUTAGES as exc:
+            if refused_for_good(exc):
+                raise KafkaRefused(exc) from exc
             if delay == OUTAGE_RETRY_DELAY:  # counted once per batch, however long it waits
                 metrics.count_outage(exc)
             log.warning("A batch met an outage (%r); trying it again in %.1f s", exc, delay)

@@ -21,7 +21,13 @@ from stream.domain.roll import ElectionIndex
 from stream.runtime import metrics
 from stream.runtime.dead_letters import DeadLetters, Record, internal_error, source_header
 from stream.runtime.faust.outbox import Outbox
-from stream.runtime.outages import OUTAGES, through_outages, waiting_for_redis
+from stream.runtime.outages import (
+    OUTAGE_RETRY_DELAY,
+    OUTAGES,
+    KafkaRefused,
+    through_outages,
+    waiting_for_redis,
+)
 
 __all__ = ["Router", "VERIFIER_THREADS"]
 
@@ -58,8 +64,39 @@ class Router:
     async def on_results(self, records: list[Record]) -> None:
         """Validate and route a batch; returns once Kafka acknowledged everything it produced."""
         metrics.BATCH_REPORTS.observe(len(records))
-        routed = await through_outages(self._route, records)
+        try:
+            routed = await through_outages(self._route, records)
+        except KafkaRefused as refused:  # the batch's reports, with the error: not lost, not stuck
+            log.error(
+                "Kafka refused a routed batch for good; its %d reports go to the dead letters: %s",
+                len(records),
+                refused,
+            )
+            await self._dead_letter_all_or_wait((records, f"not routed: {refused}"))
+            return
         metrics.REPORTS_ROUTED.inc(routed)
+
+    async def _dead_letter_all_or_wait(self, batch: tuple[list[Record], str]) -> None:
+        """Dead-letter them; should Kafka refuse the dead letters too (their topic's ACL), wait
+        and try again rather than let the reports go: the partition waits for an operator."""
+        delay = OUTAGE_RETRY_DELAY
+        while True:
+            try:
+                await through_outages(self._dead_letter_all, batch)
+                return
+            except KafkaRefused as refused:
+                log.critical(
+                    "Kafka refuses the dead letters too (%s); trying again in %.0f s", refused, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _dead_letter_all(self, batch: tuple[list[Record], str]) -> None:
+        records, reason = batch
+        outbox = Outbox(self.producer)
+        for record in records:
+            self.dead_letters.reject(outbox, record, reason)
+        await outbox.deliver()
 
     async def _route(self, records: list[Record]) -> int:
         """The batch's valid reports to the contributions topic; returns how many."""
