@@ -184,8 +184,19 @@ def worker(
             "of --loglevel",
         ),
     ] = None,
+    processes: str = typer.Option(
+        "1", help="N worker processes, or auto (one per core), started and restarted if they die"
+    ),
 ) -> None:
     """Run a Faust worker in the foreground (several may run at once)."""
+    if processes != "1":
+        from stream.cli.supervisor import process_count, supervise, worker_command
+
+        try:
+            count = process_count(processes)
+        except ValueError as exc:
+            fail(str(exc))
+        raise typer.Exit(supervise(worker_command(sys.argv), count, lambda line: err.print(escape(line))))
     import faust
     from aiokafka.errors import KafkaError
 
