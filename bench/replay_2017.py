@@ -53,6 +53,7 @@ from stream.adapters.redis.keys import results_pattern
 from stream.adapters.redis.standings import read_standings
 from stream.auth.registry import add_source
 from stream.auth.signatures import load_private_key, sign, write_key_pair
+from stream.cli.supervisor import process_count
 from stream.devstack import services as infra
 from stream.settings import Settings
 from stream.sources.ministry import election_from_ministry, results_from_ministry
@@ -495,7 +496,10 @@ def main() -> None:
         "--stores", default="redis,memory", help="comma-separated: redis (ours), memory (Faust's)"
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes in the group (one per core at most)"
+        "--workers",
+        type=process_count,
+        default=1,
+        help="worker processes in the group, or auto: one per core (as `soiree worker --processes`)",
     )
     parser.add_argument(
         "--signed",
