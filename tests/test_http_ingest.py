@@ -134,10 +134,15 @@ def test_http_ingest_refuses_what_it_must_and_counts_exactly_the_rest(
             # source's bucket (burst 8, 5 per second) bounds the scrypt checks a guesser can cost
             began = time.monotonic()
             guesses = [
-                (await post("guess", f"elsewhere:{secrets.token_urlsafe(32)}", good))[0] for _ in range(40)
+                (await post("guess", f"loire:{secrets.token_urlsafe(32)}", good))[0] for _ in range(40)
             ]
             refills = 5 * (time.monotonic() - began)
             assert set(guesses) == {401, 429} and guesses.count(401) <= 8 + refills + 1
+            # ... and they do not lock the real source out: its own token has its own bucket
+            assert (await post("the real one, after the guesses", loire, good))[0] == 202
+            response = await client.post(url, data=b"[]", headers={"Authorization": "Bearer loire:\xff\xfe"})
+            assert response.status == 401  # not a token of ours (not printable ASCII), not a 500
+            statuses.append(("not ASCII", 401))
 
             metrics = await (await client.get("/metrics")).text()
             assert all(secret.split(":")[1] not in metrics for secret in tokens)
@@ -193,6 +198,13 @@ def test_signed_reports_from_http_the_cli_and_straight_to_the_topic(stack: Any, 
             response = await client.post(url, data=orjson.dumps([forged]), headers=auth(loire))
             answer = await response.json()
             assert response.status == 422 and "bad signature" in answer["reports"][0]["reason"]
+            unnamed = signed({k: v for k, v in first.items() if k != "election"})
+            response = await client.post(url, data=orjson.dumps([unnamed]), headers=auth(loire))
+            answer = await response.json()
+            assert (
+                response.status == 422
+                and "a signed report carries its election" in answer["reports"][0]["reason"]
+            )
             response = await client.post(url, data=orjson.dumps([signed(first)]), headers=auth(loire))
             assert response.status == 202
         producer = AIOKafkaProducer(bootstrap_servers=s.settings.kafka_bootstrap)

@@ -223,7 +223,7 @@ def test_source_add_prints_the_token_once_and_help_never_shows_one(tmp_path: Pat
         )
         assert token.split(":")[1] not in shown.stdout + shown.stderr
     again = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "source", "add", "mairie-42218", "--scope", "nowhere"],
+        [sys.executable, "-m", "stream.cli", "source", "add", "mairie-42218", "--scope", "commune:42218"],
         capture_output=True,
         text=True,
         env=env,
@@ -232,3 +232,36 @@ def test_source_add_prints_the_token_once_and_help_never_shows_one(tmp_path: Pat
     )
     assert again.returncode == 1 and "already exists" in again.stderr
     assert orjson.dumps(again.stdout) and token not in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[sources.a]\nscope = [75]\n",
+        '[sources.a]\nscope = ["department:42"]\npublic_key = 5\n',
+        'sources = "x"\n',
+        "not toml [",
+    ],
+)
+def test_a_broken_sources_file_keeps_the_last_good_sources_and_crashes_nothing(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "sources.toml"
+    token = add_source(path, "loire", "department:42")
+    sources = Sources(path)
+    assert sources.authenticate(token) is not None
+    path.write_text(text)
+    os.utime(path, ns=(1, 1))  # another mtime and size: read again
+    assert sources.get("loire") is not None and sources.authenticate(token) is not None
+
+
+@pytest.mark.parametrize(
+    ("source_id", "scope", "message"),
+    [("a|b", "department:42", "source id 'a|b': not an id"), ("a", "department:4\x7f2", "is not an id")],
+)
+def test_source_add_refuses_what_the_contract_does_not_allow(
+    tmp_path: Path, source_id: str, scope: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        add_source(tmp_path / "sources.toml", source_id, scope)
+    assert not (tmp_path / "sources.toml").exists()

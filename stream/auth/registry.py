@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,11 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from stream.auth.signatures import load_public_key, public_key_from_text, public_key_text
 from stream.auth.tokens import TokenCache, hash_token, new_token, source_of_token
+from stream.domain.messages import ID_PATTERN, ID_RULE
 from stream.domain.scopes import ScopeEntry, parse_scope
 
 __all__ = ["Source", "Sources", "SourceExists", "add_source", "read_sources"]
 
 log = logging.getLogger(__name__)
+_ID = re.compile(ID_PATTERN)
 
 
 class SourceExists(ValueError):
@@ -65,14 +68,20 @@ def read_sources(path: Path) -> dict[str, Source]:
     found = {}
     for source_id, entry in _entries(path).items():
         try:
-            scope = tuple(parse_scope(",".join(entry.get("scope", []))))
+            scope_items = entry.get("scope", [])
+            if not isinstance(scope_items, list) or not all(isinstance(item, str) for item in scope_items):
+                raise ValueError('scope must be a list of "LEVEL:AREA" strings')
+            scope = tuple(parse_scope(",".join(scope_items)))
             key_text = entry.get("public_key")
+            if key_text is not None and not isinstance(key_text, str):
+                raise ValueError("public_key must be text (base64)")
             key = public_key_from_text(key_text) if key_text else None
+            election = entry.get("election")
+            if election is not None and not isinstance(election, str):
+                raise ValueError("election must be an election id")
         except ValueError as exc:
             raise ValueError(f"{path}: source {source_id!r}: {exc}") from None
-        found[source_id] = Source(
-            source_id, str(entry.get("token_hash", "")), scope, entry.get("election"), key
-        )
+        found[source_id] = Source(source_id, str(entry.get("token_hash", "")), scope, election, key)
     return found
 
 
@@ -85,8 +94,12 @@ def add_source(
     replace: bool = False,
 ) -> str:
     """Add (or with ``replace``, renew) a source; returns its token, which is stored nowhere."""
-    if not source_id or ":" in source_id or len(source_id) > 64 or not source_id.isprintable():
-        raise ValueError(f"source id {source_id!r}: 1 to 64 printable characters, no ':'")
+    for what, value in (("source id", source_id), ("election", election or "x")):
+        if len(value) > 64 or not _ID.fullmatch(value):
+            raise ValueError(f"{what} {value!r}: not an id ({ID_RULE}, at most 64)")
+    for part in parse_scope(scope):
+        if len(part.area) > 64 or not _ID.fullmatch(part.area):
+            raise ValueError(f"scope {part}: {part.area!r} is not an id ({ID_RULE})")
     entries = _entries(path)
     if source_id in entries and not replace:
         raise SourceExists(f"source {source_id!r} already exists in {path}; --replace makes a new token")
@@ -127,20 +140,32 @@ class Sources:
         self._reload()
 
     def _reload(self) -> None:
+        """Read the file again if it changed. A file that cannot be read (any error: the workers
+        and serve must not fail on it) keeps the last good sources and is reported once."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             self._stamp, self._sources = None, {}
             return
+        except OSError as exc:
+            log.error("cannot read the sources file %s: %s; keeping the previous sources", self.path, exc)
+            return
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return
+        self._stamp = stamp  # good or bad, this version of the file is read once
         try:
             self._sources = read_sources(self.path)
-        except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, keep the last good ones
             log.error("cannot read the sources file %s: %s; keeping the previous sources", self.path, exc)
-            return
-        self._stamp = stamp
+
+    def cached(self, token: str) -> Source | None:
+        """The source of a token already checked and valid, without checking it again (or None)."""
+        source_id = source_of_token(token)
+        source = self.get(source_id) if source_id else None
+        if source is None or not self._tokens.known_valid(token, source.token_hash):
+            return None
+        return source
 
     def get(self, source_id: str) -> Source | None:
         self._reload()

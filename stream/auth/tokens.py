@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
 
 __all__ = ["new_token", "hash_token", "token_matches", "source_of_token", "TokenCache"]
 
@@ -25,7 +26,9 @@ def new_token(source: str) -> str:
 
 
 def source_of_token(token: str) -> str | None:
-    """The source a token names (None for anything else)."""
+    """The source a token names (None for anything else, printable ASCII only)."""
+    if not token.isascii() or not token.isprintable():
+        return None
     source, colon, secret = token.partition(":")
     return source if colon and source and secret else None
 
@@ -55,17 +58,28 @@ def token_matches(token: str, hashed: str) -> bool:
 
 
 class TokenCache:
-    """Tokens already checked against a hash: ``(sha256 of the token, the hash) -> matched``."""
+    """Valid tokens already checked against a hash, by ``(sha256 of the token, the hash)``; used
+    from threads (the service checks tokens off its event loop), hence the lock. Only valid ones
+    are kept: forged tokens cannot push them out."""
 
     def __init__(self, size: int = 1024) -> None:
-        self._known: dict[tuple[bytes, str], bool] = {}
+        self._valid: dict[tuple[bytes, str], None] = {}
         self._size = size
+        self._lock = threading.Lock()
+
+    def known_valid(self, token: str, hashed: str) -> bool:
+        with self._lock:
+            return (hashlib.sha256(token.encode()).digest(), hashed) in self._valid
 
     def matches(self, token: str, hashed: str) -> bool:
         key = (hashlib.sha256(token.encode()).digest(), hashed)
-        found = self._known.get(key)
-        if found is None:
-            if len(self._known) >= self._size:
-                self._known.pop(next(iter(self._known)))
-            found = self._known[key] = token_matches(token, hashed)
-        return found
+        with self._lock:
+            if key in self._valid:
+                return True
+        if not token_matches(token, hashed):  # the slow part, outside the lock
+            return False
+        with self._lock:
+            while len(self._valid) >= self._size:
+                self._valid.pop(next(iter(self._valid)))
+            self._valid[key] = None
+        return True

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from stream.adapters.kafka.client import client_options
 from stream.adapters.kafka.topics import SOURCE_HEADER
@@ -116,9 +117,13 @@ INGEST = web.AppKey("ingest", Ingest)
 
 
 def _bearer(request: web.Request) -> str | None:
+    """The bearer token (printable ASCII: anything else is no token of ours)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or not token.isascii() or not token.isprintable():
+        return None
+    return token
 
 
 async def _read_body(request: web.Request) -> bytes | None:
@@ -157,6 +162,10 @@ def _check(item: Any, election: ElectionIndex, settings: Settings, source: Sourc
     """(the report's JSON, the topic it goes to), or InvalidResult with the dead letters' reason."""
     if not isinstance(item, dict):
         raise InvalidResult(f"payload must be a JSON object, got {type(item).__name__}")
+    if election.require_signature and "election" not in item:  # what was signed must be sent as is
+        bureau, commune = _place(item)
+        where = f"bureau {bureau}: " if bureau else f"commune {commune}: " if commune else ""
+        raise InvalidResult(f"{where}a signed report carries its election (it is part of what is signed)")
     item.setdefault("election", election.election)
     raw = orjson.dumps(item)
     lookup = {election.election: election}
@@ -173,19 +182,40 @@ def _check(item: Any, election: ElectionIndex, settings: Settings, source: Sourc
     return raw, topic
 
 
+def _check_all(
+    items: list[Any], election: ElectionIndex, settings: Settings, source: Source
+) -> tuple[list[tuple[bytes, str, bytes]], list[dict[str, Any]]]:
+    """(the reports to publish as (JSON, topic, key), the invalid ones as {index, reason})."""
+    checked: list[tuple[bytes, str, bytes]] = []
+    invalid = []
+    for index, item in enumerate(items):
+        try:
+            raw, topic = _check(item, election, settings, source)
+        except InvalidResult as exc:
+            invalid.append({"index": index, "reason": str(exc)})
+            continue
+        bureau, commune = _place(item)
+        checked.append((raw, topic, (bureau or commune or "").encode()))
+    return checked, invalid
+
+
 async def post_reports(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     settings = request.app[SETTINGS]
     token = _bearer(request)
     claimed = source_of_token(token) if token else None
-    wait = ingest.limiter.allow(claimed or f"anonymous {request.remote}")
+    known = ingest.sources.cached(token) if token else None
+    # a source's own requests (a token already checked) have their bucket; anything else is counted
+    # by what it claims and where it comes from, so forged tokens cannot lock a source out
+    bucket = f"source {known.id}" if known is not None else f"claimed {claimed} from {request.remote}"
+    wait = ingest.limiter.allow(bucket)
     if wait:
         await ingest.audit(request, claimed, 429, "rate limit")
         seconds = str(max(1, round(wait + 0.5)))
         return json_error(
             429, "rate_limited", f"too many requests; retry in {seconds} s", {"Retry-After": seconds}
         )
-    source = await asyncio.to_thread(ingest.sources.authenticate, token) if token else None
+    source = known or (await asyncio.to_thread(ingest.sources.authenticate, token) if token else None)
     if source is None:
         reason = "no bearer token" if token is None else "invalid token"
         await ingest.audit(request, None, 401, reason)
@@ -208,7 +238,7 @@ async def post_reports(request: web.Request) -> web.Response:
         await ingest.audit(request, source.id, 413, "body too large")
         return json_error(413, "too_large", f"a request holds at most {MAX_BODY_BYTES // 2**20} MB")
     try:
-        items = _items(body)
+        items = await asyncio.to_thread(_items, body)
     except orjson.JSONDecodeError as exc:
         await ingest.audit(request, source.id, 422, "not JSON")
         return json_error(422, "invalid", f"the body is neither JSON nor JSON Lines: {exc}")
@@ -237,16 +267,7 @@ async def post_reports(request: web.Request) -> web.Response:
             reports=outside[:LISTED],
         )
 
-    checked: list[tuple[bytes, str, bytes]] = []
-    invalid = []
-    for index, item in enumerate(items):
-        try:
-            raw, topic = _check(item, election, settings, source)
-        except InvalidResult as exc:
-            invalid.append({"index": index, "reason": str(exc)})
-            continue
-        bureau, commune = _place(item)
-        checked.append((raw, topic, (bureau or commune or "").encode()))
+    checked, invalid = await asyncio.to_thread(_check_all, items, election, settings, source)
     if invalid:
         await ingest.audit(
             request, source.id, 422, "invalid reports", reports=len(items), refused=len(invalid)
@@ -262,8 +283,17 @@ async def post_reports(request: web.Request) -> web.Response:
     if producer is None:  # not started: the service is shutting down
         return json_error(503, "unavailable", "the service is not ready to publish")
     headers = [(SOURCE_HEADER, source.id.encode())]
-    sent = [await producer.send(topic, raw, key=key, headers=headers) for raw, topic, key in checked]
-    await asyncio.gather(*sent)
+    try:
+        sent = [await producer.send(topic, raw, key=key, headers=headers) for raw, topic, key in checked]
+        await asyncio.gather(*sent)
+    except KafkaError as exc:  # some may have gone: sending the request again is safe (repeats count once)
+        await ingest.audit(request, source.id, 503, f"Kafka: {type(exc).__name__}", reports=len(checked))
+        return json_error(
+            503,
+            "unavailable",
+            "Kafka did not take every report; send the request again (repeats count once)",
+            {"Retry-After": "5"},
+        )
     turnout = sum(1 for _, topic, _ in checked if topic == settings.turnout_topic)
     return web.json_response(
         {

@@ -179,7 +179,14 @@ class Router:
         return [problem for answer in answers for problem in answer]
 
     def _problems(self, checks: list[SignatureCheck]) -> list[str | None]:
-        return [self._signature_problem(check) for check in checks]
+        problems: list[str | None] = []
+        for check in checks:
+            try:
+                problems.append(self._signature_problem(check))
+            except Exception as exc:  # a bug met by this report: to the dead letters, not a crash
+                log.exception("Verifying the signature of %s failed", check[2])
+                problems.append(f"{check[2]}: not processed: {internal_error(exc)}")
+        return problems
 
     def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any], SignatureCheck | None]:
         """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally

@@ -133,6 +133,8 @@ class ElectionCache:
                 self._checked_at[election_id] = now + QUIET_AFTER_FAILURE  # the reports go on meanwhile
                 return election
             current = stamp.decode() if isinstance(stamp, bytes) else stamp
+            if current is not None and ":" not in current:  # written before stamps had a digest
+                current = election.stamp if current == str(election.revision) else current
             if revision <= election.revision and current in (None, election.stamp):
                 return election  # (no stamp: Redis lost its data, and the restore puts it back)
         return self._fetch(election_id)
