@@ -18,7 +18,7 @@ from stream.domain.messages import BureauResult, Standings, TurnoutReport, Updat
 from stream.domain.roll import ElectionIndex
 from stream.runtime.pipeline import Pipeline
 from stream.settings import Settings
-from stream.testing import FakeProducer, as_events, offline_pipeline  # noqa: F401  (as_events: shared)
+from stream.testing import FakeProducer, as_events, offline_pipeline
 
 #: bureau, commune, department, circonscription, registered
 ROLL = [
@@ -77,6 +77,41 @@ class Night:
             self.rejected += [orjson.loads(v) for _, _, v in self.producer.take(settings.rejected_topic)]
 
         self.loop.run_until_complete(go())
+
+    def one_chunk_forgetting_states_midway(self, first: dict[str, Any], second: dict[str, Any]) -> None:
+        """Two reports tallied in one chunk, the tally's states forgotten between its two messages
+        (as a rebalance does while a chunk waits), then the nation's messages."""
+        tallier = self.pipeline.tallier
+        lookups = 0
+        get = tallier.elections.get
+
+        def get_and_forget_once(election_id: str) -> Any:
+            nonlocal lookups
+            lookups += 1
+            if lookups == 2:  # between the chunk's two messages
+                tallier.forget_states()
+            return get(election_id)
+
+        async def one_chunk_of_two_messages() -> None:
+            contributions = []
+            for report in (first, second):
+                key = report["bureau"].encode()
+                records = [
+                    e.message
+                    for e in as_events([(0, key, orjson.dumps(report))], "bureau-results", self.offsets["in"])
+                ]
+                await self.pipeline.on_results(records)
+                contributions += as_events(
+                    self.producer.take("contributions"), "contributions", self.offsets["c"]
+                )
+            tallier.elections.get = get_and_forget_once  # type: ignore[method-assign]
+            await self.pipeline.on_contributions(contributions)
+            tallier.elections.get = get  # type: ignore[method-assign]
+            await self.pipeline.on_contributions(
+                as_events(self.producer.take("nation"), "nation", self.offsets["n"])
+            )
+
+        self.loop.run_until_complete(one_chunk_of_two_messages())
 
     def standings(self, election: str, level: str, area: str) -> Standings:
         redis: Any = self.pipeline.standings.redis
@@ -284,37 +319,9 @@ def test_states_forgotten_in_the_middle_of_a_chunk_are_not_kept_short() -> None:
     the chunk then rebuilds its department from the store, which lacks the chunk's own reports.
     Those rebuilt states must not outlive the chunk: the next one must count everything."""
     night = Night(definition("e"))
-    tallier = night.pipeline.tallier
-    lookups = 0
-    get = tallier.elections.get
-
-    def get_and_forget_once(election_id: str) -> Any:
-        nonlocal lookups
-        lookups += 1
-        if lookups == 2:  # between the chunk's two messages
-            tallier.forget_states()
-        return get(election_id)
-
-    async def one_chunk_of_two_messages() -> None:
-        contributions = []
-        for report in (result("e", "42218-0001", 1, 60, 40), result("e", "42218-0002", 1, 30, 70)):
-            key = report["bureau"].encode()
-            records = [
-                e.message
-                for e in as_events([(0, key, orjson.dumps(report))], "bureau-results", night.offsets["in"])
-            ]
-            await night.pipeline.on_results(records)
-            contributions += as_events(
-                night.producer.take("contributions"), "contributions", night.offsets["c"]
-            )
-        tallier.elections.get = get_and_forget_once  # type: ignore[method-assign]
-        await night.pipeline.on_contributions(contributions)
-        tallier.elections.get = get  # type: ignore[method-assign]
-        await night.pipeline.on_contributions(
-            as_events(night.producer.take("nation"), "nation", night.offsets["n"])
-        )
-
-    night.loop.run_until_complete(one_chunk_of_two_messages())
+    night.one_chunk_forgetting_states_midway(
+        result("e", "42218-0001", 1, 60, 40), result("e", "42218-0002", 1, 30, 70)
+    )
     night.run("bureau-results", result("e", "42001-0001", 1, 5, 5))  # the next chunk
     assert night.standings("e", "department", "42").votes == {"A": 95, "B": 115}
     assert night.standings("e", "circonscription", "42-01").votes == {"A": 65, "B": 45}

@@ -418,42 +418,9 @@ def test_a_contribution_routed_under_a_replaced_revision_goes_back_to_routing_on
 def test_seats_of_a_department_survive_states_forgotten_in_the_middle_of_a_chunk() -> None:
     """A rebalance clears the races' seats while a chunk waits; the department the chunk holds is
     not rebuilt, so its other races' seats must be counted again, not left out."""
-    from tests.test_levels import as_events
-
     night = Night(legislative(round=2))
     night.run("bureau-results", DUEL)  # 42-02: 42-02-01 (REM) elected, 180 to 170
-    tallier = night.pipeline.tallier
-    lookups = 0
-    get = tallier.elections.get
-
-    def get_and_forget_once(election_id: str) -> Any:
-        nonlocal lookups
-        lookups += 1
-        if lookups == 2:  # between the chunk's two messages
-            tallier.forget_states()
-        return get(election_id)
-
-    async def one_chunk_of_two_messages() -> None:
-        contributions = []
-        for one in (FIRST, SECOND):
-            records = [
-                e.message
-                for e in as_events(
-                    [(0, one["bureau"].encode(), orjson.dumps(one))], "bureau-results", night.offsets["in"]
-                )
-            ]
-            await night.pipeline.on_results(records)
-            contributions += as_events(
-                night.producer.take("contributions"), "contributions", night.offsets["c"]
-            )
-        tallier.elections.get = get_and_forget_once  # type: ignore[method-assign]
-        await night.pipeline.on_contributions(contributions)
-        tallier.elections.get = get  # type: ignore[method-assign]
-        await night.pipeline.on_contributions(
-            as_events(night.producer.take("nation"), "nation", night.offsets["n"])
-        )
-
-    night.loop.run_until_complete(one_chunk_of_two_messages())
+    night.one_chunk_forgetting_states_midway(FIRST, SECOND)
     loire = night.standings("leg", "department", "42").seats
     assert loire is not None and {p: (s.won, s.decided) for p, s in loire.items()} == {"REM": (2, 2)}
     nation = night.standings("leg", "nation", "FR").seats

@@ -15,11 +15,8 @@ when it changes.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from stream.auth.secret_file import read_entries, write_entries
 from stream.auth.signatures import load_public_key, public_key_from_text, public_key_text
 from stream.auth.tokens import TokenCache, hash_token, new_token, source_of_token
 from stream.domain.messages import ID_PATTERN, ID_RULE
@@ -36,6 +34,9 @@ __all__ = ["Source", "Sources", "SourceExists", "add_source", "read_sources"]
 
 log = logging.getLogger(__name__)
 _ID = re.compile(ID_PATTERN)
+
+
+SOURCES_COMMENT = "Sources: who may report what (`soiree source add`). Tokens are kept as scrypt hashes."
 
 
 class SourceExists(ValueError):
@@ -54,19 +55,10 @@ class Source:
         return self.election is None or self.election == election
 
 
-def _entries(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    with path.open("rb") as file:
-        data = tomllib.load(file)
-    sources = data.get("sources", {})
-    return {name: entry for name, entry in sources.items() if isinstance(entry, dict)}
-
-
 def read_sources(path: Path) -> dict[str, Source]:
     """Every source of the file; ValueError naming the source and what is wrong with it."""
     found = {}
-    for source_id, entry in _entries(path).items():
+    for source_id, entry in read_entries(path, "sources").items():
         try:
             scope_items = entry.get("scope", [])
             if not isinstance(scope_items, list) or not all(isinstance(item, str) for item in scope_items):
@@ -100,7 +92,7 @@ def add_source(
     for part in parse_scope(scope):
         if len(part.area) > 64 or not _ID.fullmatch(part.area):
             raise ValueError(f"scope {part}: {part.area!r} is not an id ({ID_RULE})")
-    entries = _entries(path)
+    entries = read_entries(path, "sources")
     if source_id in entries and not replace:
         raise SourceExists(f"source {source_id!r} already exists in {path}; --replace makes a new token")
     entry: dict[str, Any] = {"scope": [str(e) for e in parse_scope(scope)]}
@@ -112,20 +104,12 @@ def add_source(
     entry["token_hash"] = hash_token(token)
     entry["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     entries[source_id] = entry
-    lines = ["# Sources: who may report what (`soiree source add`). Tokens are kept as scrypt hashes.", ""]
-    for one, values in sorted(entries.items()):
-        lines.append(f"[sources.{json.dumps(one)}]")
-        lines.extend(
-            f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in sorted(values.items())
-        )
-        lines.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines))
-    os.replace(temporary, path)
+    write_entries(
+        path,
+        "sources",
+        "Sources: who may report what (`soiree source add`). Tokens are kept as scrypt hashes.",
+        entries,
+    )
     return token
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
-import os
 import re
 import secrets
 import tomllib
@@ -25,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from stream.auth.secret_file import read_entries, write_entries
 from stream.http.errors import json_error
 
 __all__ = [
@@ -43,6 +42,9 @@ log = logging.getLogger("stream.http")
 OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
+OPERATORS_COMMENT = "Operators of `soiree serve`: SHA-256 of their tokens (`soiree operator add NAME`)."
+
+
 class OperatorExists(ValueError):
     """``operator add`` of a name already in the file, without ``--replace``."""
 
@@ -51,20 +53,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _read(path: Path) -> dict[str, dict[str, str]]:
-    if not path.exists():
-        return {}
-    with path.open("rb") as file:
-        data = tomllib.load(file)
-    operators = data.get("operators", {})
-    return {name: entry for name, entry in operators.items() if isinstance(entry, dict)}
-
-
 def add_operator(path: Path, name: str, replace: bool = False) -> str:
     """Make a token for ``name``, store its hash in ``path`` (created, mode 0600), return the token."""
     if not OPERATOR_NAME.match(name):
         raise ValueError(f"operator name {name!r}: letters, digits, '.', '_', '@' or '-', at most 64")
-    operators = _read(path)
+    operators = read_entries(path, "operators")
     if name in operators and not replace:
         raise OperatorExists(f"operator {name!r} already exists in {path}; --replace makes a new token")
     token = secrets.token_urlsafe(32)
@@ -72,18 +65,12 @@ def add_operator(path: Path, name: str, replace: bool = False) -> str:
         "sha256": token_digest(token),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    lines = ["# Operators of `soiree serve`: SHA-256 of their tokens (`soiree operator add NAME`).", ""]
-    for one, entry in sorted(operators.items()):
-        lines.append(f"[operators.{json.dumps(one)}]")
-        lines.extend(f"{key} = {json.dumps(str(value))}" for key, value in sorted(entry.items()))
-        lines.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a leftover temporary file keeps its mode through O_CREAT
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines))
-    os.replace(temporary, path)
+    write_entries(
+        path,
+        "operators",
+        "Operators of `soiree serve`: SHA-256 of their tokens (`soiree operator add NAME`).",
+        operators,
+    )
     return token
 
 
@@ -106,8 +93,8 @@ class OperatorTokens:
         if stamp == self._stamp:
             return
         try:
-            operators = _read(self.path)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            operators = read_entries(self.path, "operators")
+        except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
             log.error("cannot read the operators file %s: %s; keeping the previous tokens", self.path, exc)
             return
         self._stamp = stamp
