@@ -50,6 +50,9 @@ class FakeProducer:
         #: raised by the next send_batch (to ``fail_topic`` if set), once
         self.fail_next: Exception | None = None
         self.fail_topic: str | None = None
+        #: topics whose record batches Kafka has not acknowledged yet, until ``acknowledge``
+        self.unacknowledged: set[str] = set()
+        self._held: list[tuple[asyncio.Future[Any], int]] = []
 
     def _ensure_producer(self) -> Any:
         return self.aio
@@ -73,8 +76,18 @@ class FakeProducer:
         first = self.offsets.get((topic, partition), 0)
         self.offsets[(topic, partition)] = first + records
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(SimpleNamespace(offset=first))
+        if topic in self.unacknowledged:
+            self._held.append((future, first))
+        else:
+            future.set_result(SimpleNamespace(offset=first))
         return future
+
+    def acknowledge(self) -> None:
+        """Kafka acknowledges the record batches held back; later ones are acknowledged at once."""
+        self.unacknowledged.clear()
+        held, self._held = self._held, []
+        for future, first in held:
+            future.set_result(SimpleNamespace(offset=first))
 
     def take(self, topic: str) -> list[tuple[int, bytes | None, bytes]]:
         """(partition, key, value) of everything sent to ``topic`` so far, forgotten once taken."""

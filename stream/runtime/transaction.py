@@ -3,6 +3,7 @@ committed in a fixed order that makes a crash at any step safe (see ``AreaTransa
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,14 +85,18 @@ class AreaTransaction:
            totals for the nation): the state records what was announced, so it is written
            only once the events are in Kafka;
         3. the standings go to Redis (or wait in memory while it is away);
-        4. the announced areas' states go to the table store, departments and circonscriptions
-           before their communes: should a crash keep only part of them, their announced state
-           is then ahead of their communes, never behind, and the replay announces from what
-           subscribers last heard;
-        5. their changelog records go to Kafka as record batches; only these are retried on an
-           outage (retried whole, the chunk would find nothing new in the store and send none).
+        4. the announced areas' states go to the changelog as record batches, and Kafka
+           acknowledges them; only these are retried on an outage (retried whole, the chunk
+           would find nothing new in the store and send none);
+        5. then only, they go to the table store (which flushes to Redis on its own timer),
+           departments and circonscriptions before their communes: should a crash keep only
+           part of them, their announced state is then ahead of their communes, never behind,
+           and the replay announces from what subscribers last heard. A state in the store
+           before its changelog record is acknowledged could reach Redis, a crash re-deliver
+           the chunk, the chunk find nothing new and send no record: the changelog, which is
+           what a Redis that lost its data is rebuilt from, would lack it for good.
 
-        A crash before step 4 re-delivers the chunk, which changes the state again and
+        A crash before step 5 re-delivers the chunk, which changes the state again and
         announces again (at least once); nothing counts twice, since every contribution carries
         a whole total and a version.
         """
@@ -101,34 +106,37 @@ class AreaTransaction:
                 self.views[view_key] = dumps(shown)
         await self.outbox.deliver()  # 2
         await standings.write(self.views)  # 3
-        records = [  # 4
-            (area, self._write(area))
+        records = [
+            (area, dumps(area.state.to_json(with_children=area.level not in DERIVED_LEVELS)))
             for area in sorted(self.areas.values(), key=lambda area: area.level not in DERIVED_LEVELS)
             if area.written
         ]
-        await through_outages(self._send_changelog, records)  # 5
+        offsets = await through_outages(self._send_changelog, records)  # 4
+        store: Any = self.table.data  # the Redis store (or Faust's): a changelog offset per partition
+        for area, value in records:  # 5
+            write_under_event(store, area.key, value, area.event)
+        for partition, offset in offsets.items():  # stored with the data, at the store's next flush
+            store.set_persisted_offset(partition, offset)  # as Faust's own changelog callback does
 
-    def _write(self, area: TouchedArea) -> bytes:
-        """table[key] = state as of the area's latest message; returns it for the changelog.
+    async def _send_changelog(self, records: list[tuple[TouchedArea, bytes]]) -> dict[TopicPartition, int]:
+        """The chunk's states as changelog records, sent and acknowledged; returns the offset of
+        the last one in each partition.
 
-        What ``Table.__setitem__`` does, but with the changelog records of a whole chunk sent
-        as record batches (``_send_changelog``): Faust sends each one with its own future through
-        a 100-message buffer, which took half the time of a night with reports interleaved
-        across the country.
+        What ``Table.__setitem__`` does, but with a whole chunk's records sent as record batches:
+        Faust sends each one with its own future through a 100-message buffer, which took half
+        the time of a night with reports interleaved across the country. Each record goes to the
+        partition of its area's latest message (the table's partition, as Faust would choose it).
         """
-        value = dumps(area.state.to_json(with_children=area.level not in DERIVED_LEVELS))  # held until sent
-        write_under_event(self.table.data, area.key, value, area.event)
-        return value
-
-    async def _send_changelog(self, records: list[tuple[TouchedArea, bytes]]) -> None:
-        """Each record goes to the partition of its area's latest message (the table's partition,
-        as Faust would choose it); the store learns the offset once Kafka acknowledged it."""
         changelog = Outbox(self.producer)
         topic = self.table.changelog_topic.get_topic_name()
         for area, value in records:
             changelog.add(topic, area.key, value, partition=area.event.message.partition)
-        await changelog.send(on_delivered=self._changelog_delivered)
+        offsets: dict[TopicPartition, int] = {}
 
-    def _changelog_delivered(self, partition: TopicPartition, offset: int) -> None:
-        store: Any = self.table.data  # the Redis store (or Faust's): a changelog offset per partition
-        store.set_persisted_offset(partition, offset)  # as Faust's own changelog callback does
+        def delivered(partition: TopicPartition, offset: int) -> None:
+            offsets[partition] = max(offset, offsets.get(partition, -1))
+
+        sent = await changelog.send(on_delivered=delivered)
+        if sent:
+            await asyncio.gather(*sent)
+        return offsets
