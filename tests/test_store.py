@@ -93,6 +93,7 @@ def test_store_contract(services: Settings) -> None:
         await other.on_rebalance({changelog(other_table, 0)}, set(), {changelog(other_table, 0)})
         assert dict(other.items()) == {b"a": b"1"}
         assert other.persisted_offset(changelog(other_table, 0)) == 12
+        await store.on_rebalance({tp0, tp1}, set(), {tp0})  # and gives it back (a new owner epoch)
 
         # giving a partition up forgets it locally
         await store.on_rebalance({tp0}, {tp1}, set())
@@ -193,6 +194,7 @@ def test_a_replay_into_a_partition_redis_lost_is_reported(services: Settings) ->
     async def scenario() -> None:
         store, table = make_store(services, app_id)
         tp1 = changelog(table, 1)
+        await store.on_rebalance({tp1}, set(), {tp1})
         store._set(b"kept", b"1", partition=1)
         store.set_persisted_offset(tp1, 3)
         await store.flush()  # partition 1 in Redis with its offset; partition 0 never written
@@ -250,7 +252,10 @@ def test_standings_owed_keep_the_offset_out_of_redis_until_they_are_restored(ser
         replay(after_kill, (b"a", b"1", 0, 10), (b"b", b"2", 0, 11), (b"c", b"3", 0, 12))
         assert list(after_kill.standings_owed()) == [0]
 
-        # this one lives on: its standings written again, the offset goes in at the next flush
+        # this one lives on instead (the killed branch never happened: its owner epoch is undone,
+        # else this store would be fenced as a zombie)
+        plain.set(prefix + ":owner", store._epochs[0])
+        # its standings written again, the offset goes in at the next flush
         owed = store.standings_owed()
         assert list(owed) == [0]
         store.standings_restored(owed)

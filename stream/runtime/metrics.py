@@ -108,6 +108,13 @@ OUTAGES = Counter(
     ["service"],
     registry=REGISTRY,
 )
+FENCED_WRITES = Counter(
+    "soiree_worker_fenced_writes",
+    "Writes refused because another worker took the partition since (this one was paused past its "
+    "session timeout): store flushes, and tally chunks whose standings and state were dropped",
+    ["what"],
+    registry=REGISTRY,
+)
 PARTITIONS_ASSIGNED = Gauge(
     "soiree_worker_partitions_assigned",
     "Partitions of the results topic this worker holds (their turnout, contributions and nation "

@@ -88,29 +88,62 @@ def standings_of(election: ElectionIndex, level: str, area: str, state: AreaStat
                 yield bureau_standings(election, child, state)
 
 
+# KEYS: n owner keys, then standings keys. ARGV: n, the n owner epochs, then the standings.
+# Writes nothing and returns 0 when an owner key holds another epoch (a missing one, Redis having
+# lost its data, holds none).
+_FENCED_MSET = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local owner = redis.call('GET', KEYS[i])
+  if owner and owner ~= ARGV[1 + i] then return 0 end
+end
+for i = n + 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1]) end
+return 1
+"""
+
+
 class StandingsWriter:
-    """Writes standings with MSET; what Redis refused waits (latest per key) for the next write."""
+    """Writes standings with MSET; what Redis refused waits (latest per key) for the next write.
+
+    A write may be fenced (``write(views, fence)``): it goes in only while each of the table
+    partitions it comes from still has the writer's owner epoch (``RedisStore.owner_epochs``),
+    so that a worker paused past its session timeout cannot put older standings over the next
+    owner's. Standings that waited for Redis are written unfenced: that takes a Redis outage
+    and a paused worker at once."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._fenced_mset: Any = None  # registered at the first fenced write
         #: standings not yet written because Redis was unreachable (newest per key)
         self.pending: dict[str, bytes] = {}
         self.failing = False
         #: one MSET at a time: Redis may run a later, smaller one (another connection) before it
         self.lock = asyncio.Lock()
 
-    async def write(self, views: dict[str, bytes]) -> None:
-        """Write standings; while Redis is away they wait here (latest per area) and go later."""
+    async def write(self, views: dict[str, bytes], fence: dict[str, int] | None = None) -> bool:
+        """Write standings; while Redis is away they wait here (latest per area) and go later.
+        False when ``fence`` (``{owner key: epoch}``) no longer holds: ``views`` are dropped."""
         self.pending.update(views)
         # The two agents and the Redis check write in turn. Overlapping, the 30,000 standings
         # waiting after an outage (a 15 MB MSET) could land after a newer standing sent meanwhile
         # on another connection, and put an older one back for good.
         async with self.lock:
             if not self.pending:
-                return
+                return True
             writing = dict(self.pending)
             try:
-                await self.redis.mset(writing)
+                if fence:
+                    if self._fenced_mset is None:
+                        self._fenced_mset = self.redis.register_script(_FENCED_MSET)
+                    owners = list(fence)
+                    args: list[Any] = [len(owners), *fence.values(), *writing.values()]
+                    if not await self._fenced_mset(keys=[*owners, *writing], args=args):
+                        for key, value in views.items():  # what waited before is not this writer's
+                            if self.pending.get(key) is value:
+                                del self.pending[key]
+                        return False
+                else:
+                    await self.redis.mset(writing)
             except (RedisError, OSError) as exc:
                 if not self.failing:
                     log.warning("Redis unreachable, standings wait in memory until it is back: %s", exc)
@@ -122,3 +155,4 @@ class StandingsWriter:
                 for key, value in writing.items():  # keep what was added meanwhile
                     if self.pending.get(key) is value:
                         del self.pending[key]
+            return True

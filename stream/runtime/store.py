@@ -14,6 +14,11 @@ access would stall the event loop. Instead:
 * if Redis goes away, writes wait in memory and the flush retries with backoff; if Redis comes
   back empty (restarted without persistence), the missing offset key gives it away and the
   store writes the whole partition again from memory;
+* a worker that lost its partitions without knowing it (paused past its session timeout, a
+  frozen VM) must not write over the next owner's state when it wakes up: each load of a
+  partition takes a new **owner epoch** (INCR of its ``:owner`` key), and the flush script, like
+  the tally's standings writes (``owner_epochs``, ``StandingsWriter``), writes only while the
+  key still holds the writer's epoch. A fenced flush drops the partition: it is someone else's;
 * what other code derived from a partition Redis lost (the standings) is lost with it. From the
   moment the store knows (a flush found the partition gone, or the changelog was replayed into a
   partition loaded without an offset) until the worker says it wrote them again
@@ -26,6 +31,7 @@ Redis layout (readable by other programs, documented in the README)::
     soiree:{<app>:<table>:<partition>}:data    hash  key -> value (the table's serialized bytes)
     soiree:{<app>:<table>:<partition>}:offset  string, last changelog offset included in :data
                                                (absent while the partition's standings are owed)
+    soiree:{<app>:<table>:<partition>}:owner   integer, the owner epoch of its latest owner
 
 The braces are Redis Cluster hash tags: one partition's data and offset share a slot.
 """
@@ -57,15 +63,19 @@ MAX_BACKOFF = 5.0
 #: Fields per HSET inside the flush script (Lua's unpack has a stack limit).
 _CHUNK = 500
 
-# KEYS: data hash, offset key. ARGV: must_exist ('1': this partition's offset key was written
-# before, so its absence means Redis lost the data), offset ('' if none, '-' to delete it: the
-# partition's standings are owed), number of fields to set, then field/value pairs, then fields
-# to delete. Returns 0 if the data was lost, else 1.
+# KEYS: data hash, offset key, owner key. ARGV: must_exist ('1': this partition's offset key was
+# written before, so its absence means Redis lost the data), offset ('' if none, '-' to delete
+# it: the partition's standings are owed), the writer's owner epoch, number of fields to set,
+# then field/value pairs, then fields to delete. Returns -1 if another owner took the partition
+# since (fenced), 0 if the data was lost, else 1. An owner key Redis lost is taken back.
 _FLUSH_SCRIPT = """
+local owner = redis.call('GET', KEYS[3])
+if owner and owner ~= ARGV[3] then return -1 end
+if not owner then redis.call('SET', KEYS[3], ARGV[3]) end
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-local sets = tonumber(ARGV[3])
-local first = 4
-local last_set = 3 + 2 * sets
+local sets = tonumber(ARGV[4])
+local first = 5
+local last_set = 4 + 2 * sets
 for i = first, last_set, 2 * %(chunk)d do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 2 * %(chunk)d - 1, last_set)))
 end
@@ -97,6 +107,8 @@ class RedisStore(SerializedStore):
         #: per partition: the offset read with the data at load time, then the last one written
         self._offsets: dict[int, int] = {}
         self._loaded: set[int] = set()
+        #: per loaded partition, the owner epoch its load took (module docstring)
+        self._epochs: dict[int, int] = {}
         #: partitions loaded while Redis had no data for them: their changelog is replayed whole
         self._lost: set[int] = set()
         #: partitions whose standings Redis lost and nobody wrote again, each with the number of
@@ -258,6 +270,7 @@ class RedisStore(SerializedStore):
             self._values.pop(key, None)
             self._partition_of.pop(key, None)
         self._loaded.discard(partition)
+        self._epochs.pop(partition, None)
         self._offsets.pop(partition, None)
         # Writes that Redis missed (it was away when the partition was given up) are not ours
         # to make any more: flushed later, they would overwrite the next owner's newer state.
@@ -276,7 +289,9 @@ class RedisStore(SerializedStore):
         async with self._async.pipeline(transaction=True) as pipe:
             pipe.hgetall(prefix + ":data")
             pipe.get(prefix + ":offset")
-            data, offset = await pipe.execute()
+            pipe.incr(prefix + ":owner")  # from now on, an earlier owner's writes are refused
+            data, offset, epoch = await pipe.execute()
+        self._epochs[partition] = epoch
         self._values.update(data)
         self._partition_of.update(dict.fromkeys(data, partition))
         if offset is None:
@@ -287,12 +302,22 @@ class RedisStore(SerializedStore):
             self._lost.discard(partition)
         self._loaded.add(partition)
         self.log.info(
-            "Loaded %d keys of %s partition %d from Redis (changelog offset %s)",
+            "Loaded %d keys of %s partition %d from Redis (changelog offset %s, owner epoch %d)",
             len(data),
             self.table_name,
             partition,
             offset.decode() if offset else "none: full replay",
+            epoch,
         )
+
+    def owner_epochs(self, partitions: set[int]) -> dict[str, int]:
+        """``{owner key: epoch}`` of these partitions, for writes fenced like the flush (the
+        tally's standings): a partition not loaded here has no epoch to check."""
+        return {
+            self._prefix(partition) + ":owner": self._epochs[partition]
+            for partition in partitions
+            if partition in self._epochs
+        }
 
     # -- flushing ----------------------------------------------------------------------
     @Service.timer(FLUSH_INTERVAL)
@@ -371,12 +396,16 @@ class RedisStore(SerializedStore):
         """One atomic script per partition: its changes and its offset, or nothing. The offset of
         a partition whose standings are owed is withheld (module docstring)."""
         must_exist = partition in self._offsets
+        if partition not in self._epochs:  # given up meanwhile (``_forget``): not ours to write
+            return
         if owed:  # Redis must hold no offset for it: a next owner then replays all, and owes too
             self._withhold(partition, self._offsets.pop(partition, None))
             self._withhold(partition, offset)
             offset = None
         written = await self._run_script(partition, changes, offset, must_exist, drop_offset=owed)
-        if not written:
+        if written < 0:
+            self._fenced(partition, len(changes))
+        elif not written:
             self.log.error(
                 "Redis lost %s partition %d (restarted without persistence?): writing it again from "
                 "memory, without its offset until its standings are written again",
@@ -389,9 +418,24 @@ class RedisStore(SerializedStore):
             self._withhold(partition, self._offsets.pop(partition, None))
             self._withhold(partition, offset)
             self._owe(partition)
-            await self._run_script(partition, everything, None, must_exist=False, drop_offset=True)
+            if await self._run_script(partition, everything, None, must_exist=False, drop_offset=True) < 0:
+                self._fenced(partition, len(everything))
         elif offset is not None:
             self._offsets[partition] = offset
+
+    def _fenced(self, partition: int, keys: int) -> None:
+        """Another worker loaded the partition since ours: this one lost it without knowing
+        (paused past its session timeout), and what it has of it is stale."""
+        metrics.FENCED_WRITES.labels("store").inc()
+        self.log.error(
+            "fenced: another worker owns %s partition %d now (our owner epoch %d is stale); "
+            "%d keys not written, the partition is dropped here",
+            self.table_name,
+            partition,
+            self._epochs.get(partition, 0),
+            keys,
+        )
+        self._forget(partition)
 
     async def _run_script(
         self,
@@ -400,16 +444,18 @@ class RedisStore(SerializedStore):
         offset: int | None,
         must_exist: bool,
         drop_offset: bool = False,
-    ) -> bool:
+    ) -> int:
+        """1 written, 0 Redis lost the partition (nothing written), -1 fenced (nothing written)."""
         prefix = self._prefix(partition)
         sets = [(k, v) for k, v in changes.items() if v is not None]
         deletes = [k for k, v in changes.items() if v is None]
         offset_arg = "-" if drop_offset else "" if offset is None else str(offset)
-        args: list[Any] = ["1" if must_exist else "0", offset_arg, len(sets)]
+        args: list[Any] = ["1" if must_exist else "0", offset_arg, self._epochs[partition], len(sets)]
         for key, value in sets:
             args += (key, value)
         args += deletes
-        return bool(await self._flush_script(keys=[prefix + ":data", prefix + ":offset"], args=args))
+        keys = [prefix + ":data", prefix + ":offset", prefix + ":owner"]
+        return int(await self._flush_script(keys=keys, args=args))
 
     async def on_stop(self) -> None:
         try:

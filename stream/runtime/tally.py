@@ -36,7 +36,7 @@ from stream.runtime import metrics
 from stream.runtime.dead_letters import DeadLetters
 from stream.runtime.outages import through_outages, waiting_for_redis
 from stream.runtime.standings import StandingsWriter, area_standings, bureau_standings
-from stream.runtime.transaction import DERIVED_LEVELS, AreaTransaction, TouchedArea
+from stream.runtime.transaction import DERIVED_LEVELS, AreaTransaction, ChunkFenced, TouchedArea
 from stream.settings import Settings
 
 __all__ = ["Tallier", "HELD_STATES"]
@@ -139,6 +139,11 @@ class Tallier:
         began = time.perf_counter()
         try:
             tx = await self._tally_chunk(messages)
+        except ChunkFenced as fenced:  # its messages are the new owner's, which tallies them
+            metrics.FENCED_WRITES.labels("chunk").inc()
+            log.error("fenced: a chunk of %d contributions dropped: %s", len(messages), fenced)
+            self.forget_states()
+            return
         except BaseException:
             self.forget_states()
             raise

@@ -20,11 +20,17 @@ from stream.runtime.faust.table_writes import write_under_event
 from stream.runtime.outages import through_outages
 from stream.runtime.standings import StandingsWriter, area_standings
 
-__all__ = ["TouchedArea", "AreaTransaction", "DERIVED_LEVELS"]
+__all__ = ["TouchedArea", "AreaTransaction", "ChunkFenced", "DERIVED_LEVELS"]
 
 #: Levels whose states live in the tally's memory, derived from their communes', and are stored
 #: without their children (``runtime.tally.Tallier._derived``).
 DERIVED_LEVELS = frozenset({"department", "circonscription"})
+
+
+class ChunkFenced(Exception):
+    """Another worker took one of the chunk's table partitions since this one loaded it: this
+    worker lost them without knowing (paused past its session timeout), and the chunk is dropped
+    before it writes anything the new owner owns (standings, changelog, state)."""
 
 
 @dataclass(slots=True)
@@ -84,7 +90,9 @@ class AreaTransaction:
         2. the outbox goes to Kafka and is acknowledged (events, dead letters, the departments'
            totals for the nation): the state records what was announced, so it is written
            only once the events are in Kafka;
-        3. the standings go to Redis (or wait in memory while it is away);
+        3. the standings go to Redis (or wait in memory while it is away), provided the
+           chunk's table partitions are still this worker's (their owner epochs): else the
+           chunk stops here (``ChunkFenced``), the new owner tallying its messages again;
         4. the announced areas' states go to the changelog as record batches, and Kafka
            acknowledges them; only these are retried on an outage (retried whole, the chunk
            would find nothing new in the store and send none);
@@ -105,7 +113,8 @@ class AreaTransaction:
                 view_key, shown = area_standings(area.election, area.level, area.area, area.state)
                 self.views[view_key] = dumps(shown)
         await self.outbox.deliver()  # 2
-        await standings.write(self.views)  # 3
+        if not await standings.write(self.views, self._owner_epochs()):  # 3
+            raise ChunkFenced(f"table partitions {sorted(self._partitions())} have another owner")
         records = [
             (area, dumps(area.state.to_json(with_children=area.level not in DERIVED_LEVELS)))
             for area in sorted(self.areas.values(), key=lambda area: area.level not in DERIVED_LEVELS)
@@ -117,6 +126,14 @@ class AreaTransaction:
             write_under_event(store, area.key, value, area.event)
         for partition, offset in offsets.items():  # stored with the data, at the store's next flush
             store.set_persisted_offset(partition, offset)  # as Faust's own changelog callback does
+
+    def _partitions(self) -> set[int]:
+        return {area.event.message.partition for area in self.areas.values()}
+
+    def _owner_epochs(self) -> dict[str, int] | None:
+        """The owner epochs of the chunk's table partitions (``RedisStore``; other stores have none)."""
+        epochs = getattr(self.table.data, "owner_epochs", None)
+        return epochs(self._partitions()) if epochs is not None else None
 
     async def _send_changelog(self, records: list[tuple[TouchedArea, bytes]]) -> dict[TopicPartition, int]:
         """The chunk's states as changelog records, sent and acknowledged; returns the offset of
