@@ -137,17 +137,34 @@ def as_events(
     return events
 
 
+class FixedElections:
+    """What the agents use of ``ElectionCache``, holding the definitions it is given (no Redis)."""
+
+    def __init__(self, *elections: ElectionIndex) -> None:
+        self.by_id = {election.election: election for election in elections}
+        self.strict = self  # nothing is ever to fetch
+
+    def get(self, election_id: str) -> ElectionIndex | None:
+        return self.by_id.get(election_id)
+
+    async def prepare(self, election_ids: Any) -> None:
+        """Nothing to fetch."""
+
+    async def check_revisions(self) -> None:
+        """Definitions never change here."""
+
+    def known(self) -> list[ElectionIndex]:
+        return list(self.by_id.values())
+
+
 def offline_pipeline(settings: Settings, election: ElectionIndex, producer: FakeProducer) -> Pipeline:
     """A ``Pipeline`` as ``app.create_app`` builds it, on the stand-ins, for one election."""
     table = SimpleNamespace(
         data=FakeStore(), changelog_topic=SimpleNamespace(get_topic_name=lambda: "areas-changelog")
     )
-    elections = SimpleNamespace(
-        get=lambda election_id: election if election_id == election.election else None
-    )
     return Pipeline(
         settings=settings,
-        elections=elections,  # type: ignore[arg-type]
+        elections=FixedElections(election),  # type: ignore[arg-type]
         areas=table,  # type: ignore[arg-type]
         producer=producer,  # type: ignore[arg-type]
         contributions="contributions",

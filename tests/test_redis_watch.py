@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import faust
 import redis
 import redis.asyncio as aioredis
 
@@ -55,7 +56,7 @@ def with_watch(services: Settings, test: Callable[[Setup], Awaitable[None]]) -> 
     async def scenario() -> None:
         store, table = make_store(services, app_id)
         client = aioredis.Redis.from_url(services.redis_dsn())
-        elections = ElectionCache(plain, alive_marker=marker)
+        elections = ElectionCache(client, alive_marker=marker)
         watch = RedisWatch(services, client, marker, elections, table, dict, StandingsWriter(client))
         plain.set(marker, "1", ex=MARKER_TTL)
         watch.marker_set = True
@@ -153,37 +154,74 @@ def test_redis_wiped_while_running_is_settled_by_one_restore(services: Settings)
     with_watch(services, test)
 
 
-def test_a_hung_redis_costs_the_revision_check_a_fraction_of_a_second_then_is_left_alone() -> None:
-    """A known election's revision is checked in the event loop: against a Redis that accepts
-    connections and never answers, the check gives up after ``QUICK_TIMEOUT`` (not redis-py's
-    default 5 s) and the cached definition serves, without asking again for a while."""
+def test_a_silent_redis_never_blocks_the_event_loop() -> None:
+    """Definitions and the store's offsets are read inside the worker's event loop: against a Redis
+    that accepts connections and never answers, the loop must go on (a timer keeps ticking)
+    while an unknown election is asked for, a known one's revision is checked (given up after
+    ``QUICK_TIMEOUT``, then left alone a while) and Faust asks a partition's offset. A
+    synchronous client there held the whole worker for its socket timeout."""
     import socket
     import time
 
     import orjson
-    import redis
+    import pytest
 
+    from stream.adapters.redis import clients
     from stream.adapters.redis import elections as cached
     from stream.domain.roll import ElectionIndex
+    from stream.errors import ElectionsUnavailable
+    from stream.runtime.store import RedisStore
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts, never answers
-    try:
-        cache = cached.ElectionCache(redis.Redis(port=silent.getsockname()[1], socket_timeout=5))
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+
+    async def scenario() -> None:
+        longest_gap = 0.0
+        ticking = True
+
+        async def ticker() -> None:
+            nonlocal longest_gap
+            last = time.monotonic()
+            while ticking:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                longest_gap, last = max(longest_gap, now - last), now
+
+        ticks = asyncio.ensure_future(ticker())
+        cache = cached.ElectionCache(clients.async_client(url))
         definition = {
             "election": "e",
             "name": "e",
             "candidates": [{"id": "A", "name": "a"}],
             "bureaux": [{"bureau": "1-1", "commune": "1", "department": "1", "registered": 1}],
         }
-        index = ElectionIndex.from_json(orjson.dumps(definition))
-        cache._known["e"], cache._checked_at["e"] = index, 0.0
+        index = cache.remember("e", orjson.dumps(definition))
+        cache._checked_at["e"] = 0.0  # its revision check is due
         began = time.monotonic()
-        assert cache.get("e") is index
+        await cache.check_revisions()
         assert time.monotonic() - began < 4 * cached.QUICK_TIMEOUT
+        assert cache.get("e") is index  # the held definition serves meanwhile
         began = time.monotonic()
-        assert cache.get("e") is index and time.monotonic() - began < 0.05  # not asked again yet
+        await cache.check_revisions()
+        assert time.monotonic() - began < 0.05  # not asked again yet
+        with pytest.raises(ElectionsUnavailable):
+            await cache.prepare(["unknown"])  # within the client's timeouts, the loop going on
+        assert cache.get("unknown") is None and isinstance(cache.get("e"), ElectionIndex)
+
+        app = faust.App(f"silent-{uuid.uuid4().hex[:6]}", broker="kafka://localhost:1", store=url)
+        store = app.Table("things", key_type=bytes, value_type=bytes, partitions=2).data
+        assert isinstance(store, RedisStore)
+        began = time.monotonic()
+        assert store.persisted_offset(changelog(app.tables["things"], 1)) is None  # not loaded: replay all
+        assert time.monotonic() - began < 0.05
+        ticking = False
+        await ticks
+        assert longest_gap < 0.15, f"the event loop stood still for {longest_gap:.2f} s"
+
+    try:
+        asyncio.run(scenario())
     finally:
         silent.close()
 
@@ -235,7 +273,14 @@ def test_a_flood_of_made_up_election_ids_is_remembered_within_a_bound(services: 
     most ``MISSING_IDS`` of them: random ids cannot grow a worker's memory without end."""
     from stream.adapters.redis import elections as cached
 
-    cache = cached.ElectionCache(redis.Redis.from_url(services.redis_dsn()))
-    for _ in range(cached.MISSING_IDS + 500):
-        assert cache.get(f"made-up-{uuid.uuid4().hex}") is None
-    assert len(cache._missing_since) == cached.MISSING_IDS
+    async def flood() -> None:
+        cache = cached.ElectionCache(aioredis.Redis.from_url(services.redis_dsn()))
+        made_up = [f"made-up-{uuid.uuid4().hex}" for _ in range(cached.MISSING_IDS + 500)]
+        for start in range(0, len(made_up), 1000):  # a batch's worth at a time, one round trip each
+            await cache.prepare(made_up[start : start + 1000])
+        assert all(cache.get(i) is None for i in made_up)
+        assert len(cache._missing_since) == cached.MISSING_IDS
+        assert not cache.needs_fetch(made_up[-1])  # asked again only after ``retry_after``
+        await cache._client.aclose()
+
+    asyncio.run(flood())

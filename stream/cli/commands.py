@@ -267,7 +267,10 @@ def worker(
         faust_app = create_app(settings)
     except SoireeError as exc:
         fail(str(exc))
-    faust_app.pipeline.elections.preload(election or [])  # type: ignore[attr-defined]
+    if election:
+        preloading = sync_client(settings.redis_dsn())  # before the loop runs: nothing to block
+        faust_app.pipeline.elections.preload(preloading, election)  # type: ignore[attr-defined]
+        preloading.close()
     sys.argv = [sys.argv[0], "worker"]
     faust.Worker(faust_app, loglevel=loglevel, logging_config=logging_config).execute_from_commandline()
 

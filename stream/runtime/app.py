@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     marker = alive_marker()  # gone from Redis = Redis lost its data
     pipeline = Pipeline(
         settings=settings,
-        elections=ElectionCache(sync_client(settings.redis_dsn()), alive_marker=marker),
+        elections=ElectionCache(async_client(settings.redis_dsn()), alive_marker=marker),
         marker=marker,
         areas=app.Table(
             "areas",

@@ -72,12 +72,12 @@ async def through_outages(work: Callable[[T], Awaitable[R]], batch: T) -> R:
             delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
-async def waiting_for_redis(call: Callable[[Any], T], arg: Any) -> T:
-    """``call(arg)``, waiting (with backoff) while an unknown election cannot be looked up."""
+async def waiting_for_redis(call: Callable[[Any], Awaitable[T]], arg: Any) -> T:
+    """``await call(arg)``, waiting (with backoff) while an unknown election cannot be looked up."""
     delay = REDIS_RETRY_DELAY
     while True:
         try:
-            return call(arg)
+            return await call(arg)
         except ElectionsUnavailable as exc:
             if delay == REDIS_RETRY_DELAY:  # counted once per lookup, however long it waits
                 metrics.count_outage(exc)

@@ -26,8 +26,6 @@ from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import ELECTIONS, election_key
 from stream.domain.aggregation import AreaState, split_area_key
 from stream.domain.encoding import dumps
-from stream.domain.roll import ElectionIndex
-from stream.errors import ElectionsUnavailable
 from stream.runtime.standings import StandingsWriter, standings_of
 from stream.runtime.transaction import DERIVED_LEVELS
 from stream.settings import Settings
@@ -108,11 +106,7 @@ class RedisWatch:
                 if count % 1000 == 999:
                     await asyncio.sleep(0)  # a national night is ~100,000 standings: let the agents run
                 election_id, level, area = split_area_key(key.decode())
-                election: ElectionIndex | None
-                try:
-                    election = self.elections.get(election_id)
-                except ElectionsUnavailable:  # in no log, in no memory: nothing to show it with
-                    election = None
+                election = self.elections.get(election_id)  # None: in no log, in no memory
                 if election is None or raw is None or election.tally_id != election_id:  # gone, or replaced
                     continue
                 state = self.derived().get(key) if level in DERIVED_LEVELS else None

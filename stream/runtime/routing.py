@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 from faust.types import ProducerT
 
-from stream.adapters.redis.elections import ElectionCache
+from stream.adapters.redis.elections import ElectionCache, ElectionNeeded
 from stream.auth.registry import Sources
 from stream.auth.verification import signature_problem
 from stream.domain.aggregation import Tally, turnout_child, utc_text
 from stream.domain.contributions import BureauRow, department_message
-from stream.domain.messages import InvalidResult, validate_result, validate_turnout
+from stream.domain.messages import ElectionLookup, InvalidResult, validate_result, validate_turnout
 from stream.domain.roll import ElectionIndex
 from stream.runtime import metrics
 from stream.runtime.dead_letters import DeadLetters, Record, internal_error, source_header
@@ -99,32 +99,32 @@ class Router:
         await outbox.deliver()
 
     async def _route(self, records: list[Record]) -> int:
-        """The batch's valid reports to the contributions topic; returns how many."""
+        """The batch's valid reports to the contributions topic; returns how many.
+
+        Definitions come from memory (``ElectionCache.get``): a first pass finds the elections
+        the batch names that Redis may have (``ElectionNeeded``), one round trip fetches them,
+        and their reports are validated then, in their order."""
+        await self.elections.check_revisions()
         outbox = Outbox(self.producer)
-        reject = self.dead_letters.reject
         by_department: dict[tuple[str, str], list[BureauRow]] = {}
         signed: list[tuple[Record, tuple[str, str], BureauRow, SignatureCheck]] = []
+        later: list[Record] = []
+        needed: set[str] = set()
         for record in records:
             try:
-                election, department, row, check = await waiting_for_redis(self._validate, record)
-                if check is not None:  # verified below, all of the batch's at once, off the loop
-                    signed.append((record, (election, department), row, check))
-                    continue
-            except InvalidResult as exc:
-                reject(outbox, record, str(exc))
-                continue
-            except OUTAGES:
-                raise
-            except Exception as exc:  # a bug met by this report: to the dead letters, not lost
-                log.exception("Routing failed on %s[%s]@%s", record.topic, record.partition, record.offset)
-                reject(outbox, record, f"not processed: {internal_error(exc)}")
-                continue
-            by_department.setdefault((election, department), []).append(row)
+                self._take(record, self.elections.strict, outbox, by_department, signed)
+            except ElectionNeeded as missing:
+                later.append(record)
+                needed.add(missing.election_id)
+        if later:
+            await waiting_for_redis(self.elections.prepare, needed)
+            for record in later:
+                self._take(record, self.elections, outbox, by_department, signed)
         if signed:
             problems = await self._verify([check for *_, check in signed])
             for (record, place, row, _), problem in zip(signed, problems, strict=True):
                 if problem is not None:
-                    reject(outbox, record, problem)
+                    self.dead_letters.reject(outbox, record, problem)
                 else:
                     by_department.setdefault(place, []).append(row)
         for (election, department), rows in by_department.items():
@@ -132,12 +132,39 @@ class Router:
         await outbox.deliver()
         return sum(map(len, by_department.values()))
 
-    def _validate(self, record: Record) -> tuple[str, str, list[Any], SignatureCheck | None]:
+    def _take(
+        self,
+        record: Record,
+        elections: ElectionLookup,
+        outbox: Outbox,
+        by_department: dict[tuple[str, str], list[BureauRow]],
+        signed: list[tuple[Record, tuple[str, str], BureauRow, SignatureCheck]],
+    ) -> None:
+        """A report into its department's rows, or the signatures to verify, or the dead letters."""
+        try:
+            election, department, row, check = self._validate(record, elections)
+        except InvalidResult as exc:
+            self.dead_letters.reject(outbox, record, str(exc))
+            return
+        except (ElectionNeeded, *OUTAGES):
+            raise
+        except Exception as exc:  # a bug met by this report: to the dead letters, not lost
+            log.exception("Routing failed on %s[%s]@%s", record.topic, record.partition, record.offset)
+            self.dead_letters.reject(outbox, record, f"not processed: {internal_error(exc)}")
+            return
+        if check is not None:  # verified below, all of the batch's at once, off the loop
+            signed.append((record, (election, department), row, check))
+        else:
+            by_department.setdefault((election, department), []).append(row)
+
+    def _validate(
+        self, record: Record, elections: ElectionLookup
+    ) -> tuple[str, str, list[Any], SignatureCheck | None]:
         """(election, department, row, the signature to verify if the election requires one) of a
         valid report, or InvalidResult (``contributions``)."""
         if record.topic == self.turnout_topic:
-            return self._validate_turnout(record)
-        result = validate_result(record.value or b"", self.elections, self.max_message_bytes)
+            return self._validate_turnout(record, elections)
+        result = validate_result(record.value or b"", elections, self.max_message_bytes)
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         if key != result.bureau:
             raise InvalidResult(
@@ -145,7 +172,7 @@ class Router:
                 f"(all reports of a bureau must share a partition to keep their order)"
             )
         election = self.elections.get(result.election)
-        if election is None:  # validate_result found it: a bug, dead-lettered as such by _route
+        if election is None:  # validate_result found it: a bug, dead-lettered as such by _take
             raise RuntimeError(f"election {result.election!r} validated but not found")
         check = (record, election, f"bureau {result.bureau}") if election.require_signature else None
         entry = election.roll[result.bureau]
@@ -188,10 +215,12 @@ class Router:
                 problems.append(f"{check[2]}: not processed: {internal_error(exc)}")
         return problems
 
-    def _validate_turnout(self, record: Record) -> tuple[str, str, list[Any], SignatureCheck | None]:
+    def _validate_turnout(
+        self, record: Record, elections: ElectionLookup
+    ) -> tuple[str, str, list[Any], SignatureCheck | None]:
         """A turnout report's row: ``[place|hour, seq, tally, commune, bureau or None]``; its tally
         holds only ``turnout_at = {hour: [registered, voters]}`` (and its time)."""
-        report = validate_turnout(record.value or b"", self.elections, self.max_message_bytes)
+        report = validate_turnout(record.value or b"", elections, self.max_message_bytes)
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         if key != report.place:
             raise InvalidResult(
@@ -199,7 +228,7 @@ class Router:
                 f"the {'bureau' if report.bureau else 'commune'} id (a place's reports share a partition)"
             )
         election = self.elections.get(report.election)
-        if election is None:  # validate_turnout found it: a bug, dead-lettered as such by _route
+        if election is None:  # validate_turnout found it: a bug, dead-lettered as such by _take
             raise RuntimeError(f"election {report.election!r} validated but not found")
         where = f"{'bureau' if report.bureau else 'commune'} {report.place}"
         check = (record, election, where) if election.require_signature else None

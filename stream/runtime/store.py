@@ -8,7 +8,8 @@ access would stall the event loop. Instead:
 * writes go to the dict and are marked dirty; a timer flushes them asynchronously, per
   partition, in one MULTI/EXEC that also stores the partition's changelog offset, so Redis
   never claims an offset its data does not include;
-* on restart Faust asks ``persisted_offset`` and replays only the changelog after it;
+* on restart Faust asks ``persisted_offset`` (answered from what the load read: the store
+  makes no blocking call inside the event loop) and replays only the changelog after it;
 * a worker giving partitions up flushes them before the group rebalances, so the next owner
   loads everything; it reads a partition's data and offset in one transaction;
 * if Redis goes away, writes wait in memory and the flush retries with backoff; if Redis comes
@@ -50,7 +51,7 @@ from faust.types import TP
 from mode import Service
 from yarl import URL
 
-from stream.adapters.redis.clients import async_client, sync_client
+from stream.adapters.redis.clients import async_client
 from stream.adapters.redis.keys import table_partition_prefix
 from stream.runtime import metrics
 
@@ -98,7 +99,6 @@ class RedisStore(SerializedStore):
     def __init__(self, url: str | URL, app: Any, table: Any, **kwargs: Any) -> None:
         super().__init__(url, app, table, **kwargs)
         dsn = str(self.url)
-        self._sync = sync_client(dsn)
         self._async = async_client(dsn)
         self._values: dict[bytes, bytes] = {}
         self._partition_of: dict[bytes, int] = {}
@@ -229,11 +229,10 @@ class RedisStore(SerializedStore):
     # -- offsets ----------------------------------------------------------------------
     def persisted_offset(self, tp: TP) -> int | None:
         """The changelog offset the loaded data includes (read with it), or None: replay it all."""
-        if tp.partition in self._loaded:
-            # a withheld offset is not in Redis, but the local copy includes it
-            return self._offsets.get(tp.partition, self._withheld.get(tp.partition))
-        raw = self._sync.get(self._prefix(tp.partition) + ":offset")
-        return int(raw) if raw is not None else None
+        # a withheld offset is not in Redis, but the local copy includes it. A partition not
+        # loaded (Faust loads every assigned one first, ``on_rebalance``) has nothing local: its
+        # whole changelog. No Redis call here: Faust asks from inside the event loop.
+        return self._offsets.get(tp.partition, self._withheld.get(tp.partition))
 
     def set_persisted_offset(self, tp: TP, offset: int) -> None:
         # Called when a changelog write is acknowledged; stored at the next flush.
@@ -462,4 +461,3 @@ class RedisStore(SerializedStore):
             await self.flush()
         finally:
             await self._async.aclose()
-            self._sync.close()

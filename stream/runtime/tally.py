@@ -174,11 +174,14 @@ class Tallier:
         its undoing (FILLON -> LE PEN -> FILLON) and announce nothing, leaving subscribers with
         the LE PEN of the lost run (a CI run of 2026-11-26 failed on it).
         """
+        # definitions are read from memory below: fetched first (and their references), async
+        await self.elections.check_revisions()
+        await waiting_for_redis(self.elections.prepare, {message["e"] for _, message in messages})
         tx = AreaTransaction(self.areas, self.held, self.producer)
         touched_departments: dict[bytes, TouchedArea] = {}
         at = datetime.now(UTC).isoformat()  # one time for the chunk's events
         for event, message in messages:
-            election = await waiting_for_redis(self.elections.get, message["e"])
+            election = self.elections.get(message["e"])
             if election is None:
                 reason = f"contribution for unknown election {message['e']!r}"
                 self.dead_letters.reject(tx.outbox, event.message, reason)
