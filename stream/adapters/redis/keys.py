@@ -11,6 +11,7 @@ README, "What Redis holds").
     soiree:results:<election>:<level>:<area>      string  an area's Standings JSON
     soiree:{<app>:<table>:<partition>}:data       hash    a Faust table partition (the Redis store)
     soiree:{<app>:<table>:<partition>}:offset     string  the changelog offset that partition's data includes
+    soiree:{<app>:<table>:<partition>}:owner      int     the owner epoch of its latest owner (fencing)
 
 The braces are Redis Cluster hash tags: one partition's data and offset share a slot. Ids never
 contain ``:`` (the contract's character set), so no two keys of different areas can collide.
