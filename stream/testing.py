@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from stream.adapters.redis import keys as redis_keys
-from stream.domain.roll import ElectionIndex
+from stream.domain.roll import ElectionIndex, split_tally_id
 from stream.runtime.pipeline import Pipeline
 from stream.settings import Settings
 
@@ -145,7 +145,10 @@ class FixedElections:
         self.strict = self  # nothing is ever to fetch
 
     def get(self, election_id: str) -> ElectionIndex | None:
-        return self.by_id.get(election_id)
+        """As ``ElectionCache.get``: an election id, or a tally id of a revision held."""
+        election_id, revision = split_tally_id(election_id)
+        election = self.by_id.get(election_id)
+        return election if election is not None and revision <= election.revision else None
 
     async def prepare(self, election_ids: Any) -> None:
         """Nothing to fetch."""

@@ -6,7 +6,6 @@ by hand from the reports below.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -14,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream.domain.messages import Election, UpdateEvent
+from stream.testing import FixedElections
 from tests.test_levels import ROLL, Night
 
 #: race -> its candidates (id, party)
@@ -401,8 +401,8 @@ def test_a_contribution_routed_under_a_replaced_revision_goes_back_to_routing_on
     night = Night(single("e"))
     older = ElectionIndex.from_json(orjson.dumps(single("e")))
     newer = ElectionIndex.from_json(orjson.dumps({**single("e"), "revision": 2}))
-    night.pipeline.router.elections = SimpleNamespace(get={"e": older}.get)  # type: ignore[assignment]
-    night.pipeline.tallier.elections = SimpleNamespace(get={"e": newer}.get)  # type: ignore[assignment]
+    night.pipeline.router.elections = FixedElections(older)  # type: ignore[assignment]
+    night.pipeline.tallier.elections = FixedElections(newer)  # type: ignore[assignment]
     report_a = single_result("e", "42218-0001", 1, 10, 5)
     night.run("bureau-results", report_a)  # the router is still on revision 1
     sent_back = [orjson.loads(v) for _, _, v in night.producer.take("bureau-results")]
