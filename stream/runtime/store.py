@@ -109,6 +109,9 @@ class RedisStore(SerializedStore):
         self._loaded: set[int] = set()
         #: per loaded partition, the owner epoch its load took (module docstring)
         self._epochs: dict[int, int] = {}
+        #: partitions dropped because another worker loaded them since, until the next rebalance
+        #: says whose they are (``fenced_out``)
+        self._fenced_out: set[int] = set()
         #: partitions loaded while Redis had no data for them: their changelog is replayed whole
         self._lost: set[int] = set()
         #: partitions whose standings Redis lost and nobody wrote again, each with the number of
@@ -258,10 +261,18 @@ class RedisStore(SerializedStore):
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
+        """Forget what is revoked; load what is new, and what this worker keeps but lost meanwhile:
+        a worker paused past its session timeout may be given back the very partitions another
+        loaded while it slept (Faust then sees nothing newly assigned), and what it holds of
+        them is stale or was dropped (``_fenced``)."""
         await self._flush_before_revoke(self, revoked)
         for partition in self._my_partitions(revoked):
             self._forget(partition)
-        for partition in self._my_partitions(newly_assigned):
+        new = self._my_partitions(newly_assigned)
+        kept = self._my_partitions(assigned) - new
+        again = {p for p in kept if p not in self._loaded} | await self._taken_since(kept)
+        self._fenced_out.clear()
+        for partition in sorted(new | again):
             await self._load(partition)
 
     def _forget(self, partition: int) -> None:
@@ -308,6 +319,34 @@ class RedisStore(SerializedStore):
             offset.decode() if offset else "none: full replay",
             epoch,
         )
+
+    async def _taken_since(self, partitions: set[int]) -> set[int]:
+        """The loaded partitions among these whose owner key holds another epoch than ours."""
+        mine = sorted(p for p in partitions if p in self._epochs)
+        if not mine:
+            return set()
+        owners = await self._async.mget([self._prefix(p) + ":owner" for p in mine])
+        return {
+            p
+            for p, owner in zip(mine, owners, strict=True)
+            if owner is not None and int(owner) != self._epochs[p]
+        }
+
+    async def stale_partitions(self, partitions: set[int]) -> set[int]:
+        """The partitions among these that another worker loaded since this one did: each is
+        dropped here (fenced out) until a rebalance says whose it is."""
+        stale = await self._taken_since(partitions)
+        for partition in stale:
+            self._fenced(partition, len(self._dirty.get(partition, {})))
+        return stale
+
+    def fenced_out(self) -> set[int]:
+        """Partitions dropped by a fence that no rebalance has settled yet."""
+        return set(self._fenced_out)
+
+    def holds(self, partitions: set[int]) -> bool:
+        """Whether every one of these partitions is loaded here."""
+        return partitions <= self._loaded
 
     def owner_epochs(self, partitions: set[int]) -> dict[str, int]:
         """``{owner key: epoch}`` of these partitions, for writes fenced like the flush (the
@@ -435,6 +474,7 @@ class RedisStore(SerializedStore):
             keys,
         )
         self._forget(partition)
+        self._fenced_out.add(partition)
 
     async def _run_script(
         self,

@@ -28,9 +28,14 @@ DERIVED_LEVELS = frozenset({"department", "circonscription"})
 
 
 class ChunkFenced(Exception):
-    """Another worker took one of the chunk's table partitions since this one loaded it: this
-    worker lost them without knowing (paused past its session timeout), and the chunk is dropped
-    before it writes anything the new owner owns (standings, changelog, state)."""
+    """Another worker took some of the chunk's table partitions since this one loaded them: this
+    worker lost them without knowing (paused past its session timeout), and the chunk stops
+    before it sends or writes anything (events, the departments' totals for the nation,
+    standings, changelog, state). ``partitions``: those taken."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        super().__init__(f"table partitions {sorted(partitions)} have another owner")
+        self.partitions = partitions
 
 
 @dataclass(slots=True)
@@ -87,12 +92,12 @@ class AreaTransaction:
 
         1. every area the chunk loaded but did not announce gets its standings rewritten,
            changed or not, so that a re-delivery repairs them too;
-        2. the outbox goes to Kafka and is acknowledged (events, dead letters, the departments'
-           totals for the nation): the state records what was announced, so it is written
-           only once the events are in Kafka;
-        3. the standings go to Redis (or wait in memory while it is away), provided the
-           chunk's table partitions are still this worker's (their owner epochs): else the
-           chunk stops here (``ChunkFenced``), the new owner tallying its messages again;
+        2. provided the chunk's table partitions are still this worker's (their owner
+           epochs in Redis, ``ChunkFenced``), the outbox goes to Kafka and is acknowledged
+           (events, dead letters, the departments' totals for the nation): the state records
+           what was announced, so it is written only once the events are in Kafka;
+        3. the standings go to Redis (or wait in memory while it is away), under the same
+           check, atomic with the writes this time;
         4. the announced areas' states go to the changelog as record batches, and Kafka
            acknowledges them; only these are retried on an outage (retried whole, the chunk
            would find nothing new in the store and send none);
@@ -112,9 +117,11 @@ class AreaTransaction:
             if not area.written:
                 view_key, shown = area_standings(area.election, area.level, area.area, area.state)
                 self.views[view_key] = dumps(shown)
+        await self._check_owner()
         await self.outbox.deliver()  # 2
         if not await standings.write(self.views, self._owner_epochs()):  # 3
-            raise ChunkFenced(f"table partitions {sorted(self._partitions())} have another owner")
+            await self._check_owner()  # taken meanwhile: drops them
+            raise ChunkFenced(self._partitions())
         records = [
             (area, dumps(area.state.to_json(with_children=area.level not in DERIVED_LEVELS)))
             for area in sorted(self.areas.values(), key=lambda area: area.level not in DERIVED_LEVELS)
@@ -129,6 +136,15 @@ class AreaTransaction:
 
     def _partitions(self) -> set[int]:
         return {area.event.message.partition for area in self.areas.values()}
+
+    async def _check_owner(self) -> None:
+        """``ChunkFenced`` if another worker loaded some of the chunk's partitions since (a
+        zombie's departments' totals, sent to the nation, would be taken for the newest)."""
+        stale_partitions = getattr(self.table.data, "stale_partitions", None)
+        if stale_partitions is not None:
+            stale = await stale_partitions(self._partitions())
+            if stale:
+                raise ChunkFenced(stale)
 
     def _owner_epochs(self) -> dict[str, int] | None:
         """The owner epochs of the chunk's table partitions (``RedisStore``; other stores have none)."""
