@@ -29,8 +29,9 @@ class Restores:
         self.runs = 0
         self.failing = False
 
-    async def __call__(self) -> None:
+    async def __call__(self, why: str = "Redis had lost its data") -> None:
         self.runs += 1
+        self.why = why
         if self.failing:
             raise redis.ConnectionError("Redis went away during the restore")
 

@@ -79,7 +79,7 @@ class RedisWatch:
                     await self.restore()
                     await self.redis.set(self.marker, "1", ex=MARKER_TTL)
                 elif owed:
-                    await self.restore()
+                    await self.restore(f"table partitions {sorted(owed)} came back without their standings")
                 if owed:
                     store.standings_restored(owed)  # type: ignore[attr-defined]
         except (RedisError, OSError) as exc:
@@ -90,7 +90,7 @@ class RedisWatch:
             return
         await self.standings.write({})
 
-    async def restore(self) -> None:
+    async def restore(self, why: str = "Redis had lost its data") -> None:
         """Elections (from the durable log, and this worker's memory) and standings back into a
         wiped Redis. Until the marker is back, reports of elections Redis lacks wait.
 
@@ -116,7 +116,8 @@ class RedisWatch:
                     restored += 1
             await pipe.execute()
         log.warning(
-            "Redis had lost its data: restored %d elections from the log, %d from memory, and %d standings",
+            "%s: restored %d elections from the log, %d from memory, and %d standings",
+            why,
             len(from_log),
             len(self.elections.known()),
             restored,
