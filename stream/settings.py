@@ -162,6 +162,14 @@ class Settings(BaseSettings):
     )
     kafka_version: str = "4.1.1"
     kafka_controller_port: int = 9093
+    kafka_advertised_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port the broker `soiree up` starts tells clients to connect to, for fault proxies "
+        "such as Toxiproxy (a proxy there forwards to the listener); node i of --brokers N: this + 2(i-1); "
+        "0: the listener's own port",
+    )
 
     def redis_dsn(self) -> str:
         """The Redis URL, secret included; never log it (use ``redis_display``)."""

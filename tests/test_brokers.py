@@ -35,7 +35,7 @@ from stream.testing import private_settings
 from .faults import Feeder, expected_truth, generate_big_night, read_results, reported, settle
 from .harness import ROOT, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 BROKERS = 3
 SEED = 20170618

@@ -43,6 +43,7 @@ from random import Random
 from typing import Any
 
 import orjson
+import pytest
 
 from .faults import (
     BigNight,
@@ -61,6 +62,8 @@ from .faults import (
 )
 from .harness import Stack
 from .traffic import read_records
+
+pytestmark = pytest.mark.faults  # minutes each: `./test -m "not faults"` leaves them out
 
 SEED = 20170423
 KILLS = 5

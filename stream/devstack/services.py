@@ -458,6 +458,11 @@ def _kafka_config(
     # the internal topics' replication: all of a small cluster's brokers, at most 3; writes to
     # them need two in sync once there are two
     replicas, insync = str(min(3, brokers)), str(min(2, brokers))
+    # a fault proxy (Toxiproxy) on the advertised port stands between the clients and the broker;
+    # the nodes of a cluster then also replicate through theirs
+    advertised = (
+        settings.kafka_advertised_port + 2 * (node_id - 1) if settings.kafka_advertised_port else port
+    )
     properties = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -465,7 +470,7 @@ def _kafka_config(
         # formatted storage, so changing the controller port later needs no re-format
         "controller.quorum.voters": voters or f"{node_id}@localhost:{ctl}",
         "listeners": f"PLAINTEXT://localhost:{port},CONTROLLER://localhost:{ctl}",
-        "advertised.listeners": f"PLAINTEXT://localhost:{port}",
+        "advertised.listeners": f"PLAINTEXT://localhost:{advertised}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
