@@ -497,7 +497,7 @@ def test_connections_reset_mid_request(net: Net, stacks: Callable[[str], Stack])
 #: in three of the first test. Since d3e66ec: the zombie's fenced chunk waits for a rebalance
 #: (``Tallier._wait_for_rebalance``) while the rebalance's revocation waits for that chunk (Faust's
 #: ``Consumer.wait_empty``): the zombie never rejoins the group, whenever it had a chunk in flight
-#: (2 runs of the first test in 3, 3 of the second in 3). With the other worker there (first test)
+#: (2 runs of the first test in 4, 3 of the second in 4). With the other worker there (first test)
 #: totals are exact and the zombie hangs while alive; with it gone (second test) nothing is
 #: counted any more.
 ZOMBIE_BACK = "a zombie given back its own partitions: see the comment above ZOMBIE_BACK"
