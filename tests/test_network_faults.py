@@ -18,7 +18,7 @@ c. connections reset mid-request (``reset_peer``) on Kafka and on Redis, a few t
 d. a worker ``SIGSTOP``ped past its session timeout while a second one runs and takes its
    partitions, then ``SIGCONT`` (a zombie: it wakes up with its old partitions in mind); and the
    same with the second worker stopped (cleanly) before the zombie wakes, which then gets back
-   the very partitions it held. Both are expected failures for now (``ZOMBIE_BACK``).
+   the very partitions it held: the zombie must load them again (their owner epochs moved on).
 
 Then every figure must equal the truth (``settle``), the dead letters hold exactly the invalid
 inputs, the events hold up (``final_checks`` of ``tests/test_faults.py``), the ``areas`` table in
@@ -489,21 +489,8 @@ def test_connections_reset_mid_request(net: Net, stacks: Callable[[str], Stack])
     finish_night(n, started, faults)
 
 
-#: Found by these tests (2026-12-01), in the engine, not fixed here (expected failures until it is).
-#: Before d3e66ec: a zombie that the assignor gave back the very partitions it held before its
-#: pause got them in no ``newly_assigned`` (Faust compares with its assignment from before the
-#: pause), so its store never loaded them again after its fenced flush dropped them (no owner
-#: epoch: never written to Redis again, standings unfenced, reports lost for good); about one run
-#: in three of the first test. Since d3e66ec: the zombie's fenced chunk waits for a rebalance
-#: (``Tallier._wait_for_rebalance``) while the rebalance's revocation waits for that chunk (Faust's
-#: ``Consumer.wait_empty``): the zombie never rejoins the group, whenever it had a chunk in flight
-#: (2 runs of the first test in 4, 3 of the second in 4). With the other worker there (first test)
-#: totals are exact and the zombie hangs while alive; with it gone (second test) nothing is
-#: counted any more.
-ZOMBIE_BACK = "a zombie given back its own partitions: see the comment above ZOMBIE_BACK"
 
 
-@pytest.mark.xfail(reason=ZOMBIE_BACK, strict=False)
 def test_a_zombie_worker_stopped_past_its_session_timeout(net: Net, stacks: Callable[[str], Stack]) -> None:
     """Two workers; one is ``SIGSTOP``ped for 20 s (the session timeout is 10 s), the other takes
     its partitions; then ``SIGCONT``: the zombie wakes with old partitions and states in mind.
@@ -512,7 +499,6 @@ def test_a_zombie_worker_stopped_past_its_session_timeout(net: Net, stacks: Call
     zombie_night(stacks("zombie"), SEED + 3, survivor_leaves=False)
 
 
-@pytest.mark.xfail(reason=ZOMBIE_BACK, strict=False)
 def test_a_zombie_that_gets_its_own_partitions_back(net: Net, stacks: Callable[[str], Stack]) -> None:
     """As above, but the worker that took the zombie's partitions over stops (SIGTERM, a clean
     exit) before the zombie wakes: the zombie, alone in the group, is given back the partitions it

@@ -109,9 +109,6 @@ class RedisStore(SerializedStore):
         self._loaded: set[int] = set()
         #: per loaded partition, the owner epoch its load took (module docstring)
         self._epochs: dict[int, int] = {}
-        #: partitions dropped because another worker loaded them since, until the next rebalance
-        #: says whose they are (``fenced_out``)
-        self._fenced_out: set[int] = set()
         #: partitions loaded while Redis had no data for them: their changelog is replayed whole
         self._lost: set[int] = set()
         #: partitions whose standings Redis lost and nobody wrote again, each with the number of
@@ -271,7 +268,6 @@ class RedisStore(SerializedStore):
         new = self._my_partitions(newly_assigned)
         kept = self._my_partitions(assigned) - new
         again = {p for p in kept if p not in self._loaded} | await self._taken_since(kept)
-        self._fenced_out.clear()
         for partition in sorted(new | again):
             await self._load(partition)
 
@@ -334,19 +330,11 @@ class RedisStore(SerializedStore):
 
     async def stale_partitions(self, partitions: set[int]) -> set[int]:
         """The partitions among these that another worker loaded since this one did: each is
-        dropped here (fenced out) until a rebalance says whose it is."""
+        dropped here; the next rebalance loads it again if it is still this worker's."""
         stale = await self._taken_since(partitions)
         for partition in stale:
             self._fenced(partition, len(self._dirty.get(partition, {})))
         return stale
-
-    def fenced_out(self) -> set[int]:
-        """Partitions dropped by a fence that no rebalance has settled yet."""
-        return set(self._fenced_out)
-
-    def holds(self, partitions: set[int]) -> bool:
-        """Whether every one of these partitions is loaded here."""
-        return partitions <= self._loaded
 
     def owner_epochs(self, partitions: set[int]) -> dict[str, int]:
         """``{owner key: epoch}`` of these partitions, for writes fenced like the flush (the
@@ -474,7 +462,6 @@ class RedisStore(SerializedStore):
             keys,
         )
         self._forget(partition)
-        self._fenced_out.add(partition)
 
     async def _run_script(
         self,

@@ -14,7 +14,6 @@ when the message behind it is re-delivered. Nothing is a delta, nothing counts t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -44,8 +43,6 @@ __all__ = ["Tallier", "HELD_STATES"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two looks at a fenced partition while the group rebalances.
-FENCE_POLL = 0.2
 #: Area states kept as objects between chunks (``Tallier.held``): decoding a commune's stored
 #: state each time a chunk touches it was a tenth of the tally's CPU.
 HELD_STATES = 8192
@@ -143,12 +140,12 @@ class Tallier:
         try:
             tx = await self._tally_chunk(messages)
         except ChunkFenced as fenced:
+            # Dropped, not waited on: the rebalance that settles whose the partitions are waits
+            # for this chunk to end (Faust's ``wait_empty``). Its offsets cannot be committed
+            # (this member's generation is over); whoever owns the partitions next, this worker
+            # included (its store loads them again, ``RedisStore.on_rebalance``), reads it again.
             metrics.FENCED_WRITES.labels("chunk").inc()
             self.forget_states()
-            if await self._wait_for_rebalance(fenced.partitions):
-                log.warning("fenced: %s; they are ours again: a chunk tallied again", fenced)
-                return await self._tally(messages)
-            # its messages are the new owner's, which reads them again (not committed here)
             log.error("fenced: a chunk of %d contributions dropped: %s", len(messages), fenced)
             return
         except BaseException:
@@ -161,23 +158,6 @@ class Tallier:
             self._hold(tx)
         else:  # states derived or read while it ran may miss what the chunk did: read them again
             self.forget_states()
-
-    async def _wait_for_rebalance(self, partitions: set[int]) -> bool:
-        """After a fence: wait until a rebalance says whose these partitions are (a paused worker
-        notices at its next heartbeat); True if they are this worker's again, reloaded. Dropped
-        here, a chunk of partitions given back would be acknowledged, and its reports lost."""
-        store: Any = self.areas.data
-        waited = 0.0
-        while store.fenced_out() & partitions:
-            if waited and waited % 10 < FENCE_POLL:
-                log.warning(
-                    "fenced: partitions %s wait for the group to rebalance (%.0f s)",
-                    sorted(partitions),
-                    waited,
-                )
-            await asyncio.sleep(FENCE_POLL)
-            waited += FENCE_POLL
-        return bool(store.holds(partitions))
 
     def _hold(self, tx: AreaTransaction) -> None:
         held = self.held
