@@ -87,6 +87,23 @@ def test_a_paused_worker_writes_nothing_over_the_next_owner(services: Settings) 
         assert _fenced("store") == flushes + 1
         assert b"area" not in zombie, "a fenced partition is dropped: it is someone else's"
 
+        # it tallies on (the group has not told it yet): a chunk of that dropped partition is
+        # fenced too, though the store no longer has an epoch to check for it
+        later = TouchedArea(None, "commune", "42218", b"area", AreaState(), _Event(_Message(0)))  # type: ignore[arg-type]
+        later.written = True
+        tx = AreaTransaction(zombie_table, OrderedDict(), producer)  # type: ignore[arg-type]
+        tx.add(later)
+        tx.views[standings_key] = b"older still"
+        try:
+            await tx.commit(zombie_standings)
+            raise AssertionError("a chunk of a partition the zombie dropped went through")
+        except ChunkFenced:
+            pass
+        assert (
+            plain.get(standings_key) == b"new"
+            and producer.take(zombie_table.changelog_topic.get_topic_name()) == []
+        )
+
         # the group rebalances and gives the zombie its partition back: Faust sees nothing newly
         # assigned, yet the store must load it again (else it would tally on nothing, fenced)
         await zombie.on_rebalance({changelog(zombie_table, 0)}, set(), set())

@@ -489,8 +489,6 @@ def test_connections_reset_mid_request(net: Net, stacks: Callable[[str], Stack])
     finish_night(n, started, faults)
 
 
-
-
 def test_a_zombie_worker_stopped_past_its_session_timeout(net: Net, stacks: Callable[[str], Stack]) -> None:
     """Two workers; one is ``SIGSTOP``ped for 20 s (the session timeout is 10 s), the other takes
     its partitions; then ``SIGCONT``: the zombie wakes with old partitions and states in mind.

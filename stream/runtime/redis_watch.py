@@ -26,6 +26,7 @@ from stream.adapters.redis.elections import ElectionCache
 from stream.adapters.redis.keys import ELECTIONS, election_key
 from stream.domain.aggregation import AreaState, split_area_key
 from stream.domain.encoding import dumps
+from stream.errors import ElectionsUnavailable
 from stream.runtime.standings import StandingsWriter, standings_of
 from stream.runtime.transaction import DERIVED_LEVELS
 from stream.settings import Settings
@@ -82,7 +83,7 @@ class RedisWatch:
                     await self.restore(f"table partitions {sorted(owed)} came back without their standings")
                 if owed:
                     store.standings_restored(owed)  # type: ignore[attr-defined]
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, ElectionsUnavailable) as exc:
             log.warning("Redis unreachable: %s", exc)
             return
         except KafkaError as exc:  # the marker stays missing: tried again in a second
@@ -97,6 +98,8 @@ class RedisWatch:
         Written with SET NX: the agents keep running meanwhile, and a standing they wrote since
         the wipe is newer than the one computed here."""
         from_log = await restore_from_log(self.settings, self.redis)
+        # every election the table holds, not only those this worker met since it started
+        await self.elections.fetch(split_area_key(key.decode())[0] for key in list(self.areas.data.keys()))
         restored = 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for known in self.elections.known():

@@ -267,7 +267,12 @@ class RedisStore(SerializedStore):
             self._forget(partition)
         new = self._my_partitions(newly_assigned)
         kept = self._my_partitions(assigned) - new
-        again = {p for p in kept if p not in self._loaded} | await self._taken_since(kept)
+        try:
+            taken = await self._taken_since(kept)
+        except (redis.RedisError, OSError) as exc:  # the flush and the tally's checks fence later
+            self.log.warning("Redis unreachable while checking owner epochs at a rebalance: %s", exc)
+            taken = set()
+        again = {p for p in kept if p not in self._loaded} | taken
         for partition in sorted(new | again):
             await self._load(partition)
 
@@ -329,12 +334,13 @@ class RedisStore(SerializedStore):
         }
 
     async def stale_partitions(self, partitions: set[int]) -> set[int]:
-        """The partitions among these that another worker loaded since this one did: each is
-        dropped here; the next rebalance loads it again if it is still this worker's."""
+        """The partitions among these that are not this worker's: not loaded here (given up, or
+        dropped by a fence), or loaded by another worker since this one did (each dropped here;
+        the next rebalance loads it again if it is still this worker's)."""
         stale = await self._taken_since(partitions)
         for partition in stale:
             self._fenced(partition, len(self._dirty.get(partition, {})))
-        return stale
+        return stale | {p for p in partitions if p not in self._epochs}
 
     def owner_epochs(self, partitions: set[int]) -> dict[str, int]:
         """``{owner key: epoch}`` of these partitions, for writes fenced like the flush (the

@@ -28,10 +28,12 @@ DERIVED_LEVELS = frozenset({"department", "circonscription"})
 
 
 class ChunkFenced(Exception):
-    """Another worker took some of the chunk's table partitions since this one loaded them: this
-    worker lost them without knowing (paused past its session timeout), and the chunk stops
-    before it sends or writes anything (events, the departments' totals for the nation,
-    standings, changelog, state). ``partitions``: those taken."""
+    """Some of the chunk's table partitions are not this worker's any more (another loaded them
+    since: this one lost them without knowing, paused past its session timeout; or they were
+    dropped or given up here): the chunk stops before it sends or writes anything (events, the
+    departments' totals for the nation, standings, changelog, state). A worker paused right
+    between that check and the sends still lets them out when it wakes; the standings, changelog
+    and state are fenced again after. ``partitions``: those not this worker's."""
 
     def __init__(self, partitions: set[int]) -> None:
         super().__init__(f"table partitions {sorted(partitions)} have another owner")

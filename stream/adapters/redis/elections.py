@@ -180,7 +180,15 @@ class ElectionCache:
             except ElectionsUnavailable:
                 pass  # asked again at the next check
 
-    async def _fetch(self, election_ids: list[str]) -> None:
+    async def fetch(self, election_ids: Iterable[str]) -> None:
+        """Fetch the definitions of these ids that are not held, whatever the alive marker says:
+        for a restore, which has just put the definitions back (``ElectionsUnavailable`` if
+        Redis does not answer)."""
+        wanted = sorted({split_tally_id(i)[0] for i in election_ids if self.get(i) is None})
+        if wanted:
+            await self._fetch(wanted, wait_for_restore=False)
+
+    async def _fetch(self, election_ids: list[str], wait_for_restore: bool = True) -> None:
         """One round trip for them all: a flood of made-up ids costs no more than that."""
         try:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -194,7 +202,7 @@ class ElectionCache:
             if raw is not None:
                 self.remember(election_id, raw)
                 continue
-            if self._alive_marker is not None and not alive:
+            if wait_for_restore and self._alive_marker is not None and not alive:
                 raise ElectionsUnavailable(
                     f"election {election_id!r} is not in Redis, which lost its data: waiting for the restore"
                 )
