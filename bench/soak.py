@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import platform
-import random
 import re
 import shutil
 import signal
@@ -81,6 +80,7 @@ from stream.adapters.redis.standings import list_standings, read_standings
 from stream.devstack import services as infra
 from stream.settings import Settings
 from stream.sources.scenario import KNOWN_POLLS_CLOSE, scenario_from_ministry
+from stream.testing import free_port_range
 
 ELECTION = "pres2017-t1"
 BUREAUX = 69_242
@@ -108,31 +108,11 @@ def say(t: float | None, line: str) -> None:
 # -- the cluster ----------------------------------------------------------------------------------
 
 
-def free_base() -> int:
-    """A base port whose 2 x BROKERS ports (and Redis's, next) are free (as tests/test_brokers.py)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000, 2)
-        ports = range(base, base + 2 * BROKERS + 1)
-        if all(_free(port) for port in ports):
-            return base
-    raise SystemExit("no free range of ports found")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 class Cluster:
     """Three Kafka nodes and a Redis of the run's own, driven by the real ``soiree`` commands."""
 
     def __init__(self, home: Path) -> None:
-        base = free_base()
+        base = free_port_range(2 * BROKERS + 1)  # two per node, then Redis
         self.home = home
         self.bootstrap = ",".join(f"localhost:{base + 2 * i}" for i in range(BROKERS))
         keep = {"SOIREE_SESSION_TIMEOUT"}  # the workers' and the worker-stop fault's must agree

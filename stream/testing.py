@@ -9,7 +9,9 @@ started) and read back with aiokafka's own decoder, so what a test sees is what 
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
+import socket
 from types import SimpleNamespace
 from typing import Any
 
@@ -135,6 +137,26 @@ def as_events(
         offsets[partition] = offset + 1
         events.append(FakeEvent(topic, partition, offset, key, value))
     return events
+
+
+def free_port_range(count: int, low: int = 20000, high: int = 30000) -> int:
+    """The first of ``count`` consecutive free loopback ports (an even one between ``low`` and
+    ``high``), for the private brokers and Redis of fault tests and benches."""
+
+    def free(port: int) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high, 2)
+        if all(free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free range of ports found")
 
 
 class FixedElections:

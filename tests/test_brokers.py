@@ -30,7 +30,7 @@ from stream.adapters.kafka.topics import changelog_topic, ensure_topics, topic_p
 from stream.devstack import services as infra
 from stream.errors import TopicsMisconfigured
 from stream.settings import Settings
-from stream.testing import private_settings
+from stream.testing import free_port_range, private_settings
 
 from .faults import Feeder, expected_truth, generate_big_night, read_results, reported, settle
 from .harness import ROOT, Stack
@@ -39,25 +39,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 BROKERS = 3
 SEED = 20170618
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base() -> int:
-    """A base port whose 2 × BROKERS ports (and Redis's, next) are all free."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000, 2)
-        if all(_free(base + i) for i in range(2 * BROKERS + 1)):
-            return base
-    raise RuntimeError("no free range of ports found")
 
 
 @dataclass
@@ -93,7 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     version = Settings().kafka_version
     (home / f"kafka-{version}").mkdir()
     (home / f"kafka-{version}" / "libs").symlink_to(libs.resolve(), target_is_directory=True)
-    base = _free_base()
+    base = free_port_range(2 * BROKERS + 1)  # two per node, then Redis
     bootstrap = ",".join(f"localhost:{base + 2 * i}" for i in range(BROKERS))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOIREE_") or k == "SOIREE_PRES2017_DIR"}
     env.update(

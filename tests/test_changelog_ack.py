@@ -29,6 +29,8 @@ from .test_store import changelog, make_store
 
 @dataclass
 class _Message:
+    """What the transaction reads of a Faust event's message: its table partition."""
+
     partition: int
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import redis
 
@@ -24,17 +23,8 @@ from stream.runtime.transaction import AreaTransaction, ChunkFenced, TouchedArea
 from stream.settings import Settings
 from stream.testing import FakeProducer
 
+from .test_changelog_ack import _Event, _Message
 from .test_store import changelog, make_store
-
-
-@dataclass
-class _Message:
-    partition: int
-
-
-@dataclass
-class _Event:
-    message: _Message
 
 
 def _fenced(what: str) -> float:

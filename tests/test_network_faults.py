@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -58,6 +56,7 @@ from stream.devstack import services as infra
 from stream.devstack.toxiproxy import Proxy, Toxiproxy, ensure_toxiproxy, start_toxiproxy, stop_toxiproxy
 from stream.domain.messages import Election
 from stream.settings import Settings
+from stream.testing import free_port_range
 
 from .faults import (
     BigNight,
@@ -85,24 +84,6 @@ TAIL = 13.0  # seconds of the night after the fault (RECOVERY is measured while 
 
 
 # -- the module's stack ------------------------------------------------------------------------
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base(count: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, 19000, 2)  # below the ephemeral ports (32768-), apart from test_brokers
-        if all(_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free range of ports found")
 
 
 @dataclass
@@ -139,7 +120,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     (home / f"kafka-{version}").mkdir()
     (home / f"kafka-{version}" / "libs").symlink_to(libs.resolve(), target_is_directory=True)
     # broker, its controller, Redis; the two proxies; Toxiproxy's API
-    base = _free_base(6)
+    base = free_port_range(6, 10000, 19000)  # apart from test_brokers' range
     kafka_port, redis_port, kafka_proxy, redis_proxy, api = base, base + 2, base + 3, base + 4, base + 5
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOIREE_") or k == "SOIREE_PRES2017_DIR"}
     env.update(
